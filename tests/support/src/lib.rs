@@ -1,3 +1,5 @@
 //! Test support shared by plugin tests and the end-to-end suite: private
 //! servers started from the installed binaries on free loopback ports, so a
 //! test can stop, pause or reconfigure them without touching anything else.
+pub mod http;
+pub mod redis;
