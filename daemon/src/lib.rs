@@ -1,1 +1,12 @@
-//! Warden.
+//! Warden: a host monitoring daemon. Check plugins loaded over a C ABI run on
+//! a schedule; their results feed health status, metrics and HTTP answers.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod plugin;
+pub mod scheduler;
+pub mod signals;
+pub mod status;
+pub mod telemetry;

@@ -1,1 +1,101 @@
-fn main() {}
+//! The `warden` binary: parses the command line and maps outcomes to exit
+//! codes (0 clean stop, 1 invalid configuration, 2 usage, 3 runtime failure).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use warden::cli::{Cli, Command};
+use warden::config::Config;
+
+const EXIT_CONFIG: u8 = 1;
+const EXIT_RUNTIME: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(cli.config.as_deref()),
+        Command::CheckConfig => check_config(cli.config.as_deref()),
+        Command::Plugins => plugins(cli.config.as_deref()),
+    }
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|diagnostics| {
+        eprintln!("{diagnostics}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn check_config(path: Option<&std::path::Path>) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let catalog = warden::app::catalog(&config);
+    if let Err(diagnostics) = warden::app::validate_checks(&config, &catalog) {
+        eprintln!("{diagnostics}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    println!("{}: ok ({} checks)", config.origin, config.checks.len());
+    ExitCode::SUCCESS
+}
+
+fn plugins(path: Option<&std::path::Path>) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let catalog = warden::app::catalog(&config);
+    if catalog.found.is_empty() {
+        println!("no plugin libraries found");
+    }
+    for found in &catalog.found {
+        match &found.outcome {
+            Ok(lib) => println!(
+                "{:<16} {:<10} abi {}.{}  {}",
+                lib.name,
+                lib.version,
+                lib.abi.0,
+                lib.abi.1,
+                found.path.display()
+            ),
+            Err(reason) => println!(
+                "{:<16} {:<10} {:<8}  {}: {reason}",
+                "-",
+                "refused",
+                "",
+                found.path.display()
+            ),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(path: Option<&std::path::Path>) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    warden::telemetry::init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.server.listen).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(listen = %config.server.listen, %error, "cannot listen");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        };
+        warden::app::run(config, listener, warden::signals::shutdown()).await;
+        ExitCode::SUCCESS
+    })
+}

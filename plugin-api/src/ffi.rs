@@ -71,12 +71,16 @@ pub struct WardenBuf {
 impl WardenBuf {
     /// An empty buffer, as the host passes it in.
     pub const fn empty() -> Self {
-        WardenBuf { ptr: std::ptr::null_mut(), len: 0 }
+        WardenBuf {
+            ptr: std::ptr::null_mut(),
+            len: 0,
+        }
     }
 }
 
 /// Log callback: `ctx` is [`WardenHost::ctx`], `msg` is UTF-8 of `len` bytes.
-pub type WardenLogFn = unsafe extern "C" fn(ctx: *mut c_void, level: u32, msg: *const u8, len: usize);
+pub type WardenLogFn =
+    unsafe extern "C" fn(ctx: *mut c_void, level: u32, msg: *const u8, len: usize);
 
 /// What the host offers a plugin instance. Handed to `create`; valid until
 /// `destroy` returns, so an instance may keep the pointer.
@@ -125,8 +129,11 @@ pub type WardenCreateFn = unsafe extern "C" fn(
 
 /// Runs one check. Writes the result JSON (or an error message, with
 /// [`WARDEN_ERROR`]) to `out`.
-pub type WardenCheckFn =
-    unsafe extern "C" fn(instance: *mut c_void, ctx: *const WardenRunContext, out: *mut WardenBuf) -> i32;
+pub type WardenCheckFn = unsafe extern "C" fn(
+    instance: *mut c_void,
+    ctx: *const WardenRunContext,
+    out: *mut WardenBuf,
+) -> i32;
 
 /// Frees a buffer this plugin wrote.
 pub type WardenFreeBufFn = unsafe extern "C" fn(buf: WardenBuf);

@@ -8,7 +8,10 @@
 //!
 //! This crate holds unsafe code, confined to [`sdk`]'s `extern "C"` shims that
 //! turn raw pointers into Rust values; plugin crates built on it need none.
-#![allow(unsafe_code, reason = "the FFI shims are the one place raw pointers are read")]
+#![allow(
+    unsafe_code,
+    reason = "the FFI shims are the one place raw pointers are read"
+)]
 #![deny(missing_docs)]
 
 pub mod ffi;

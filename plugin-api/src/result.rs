@@ -112,7 +112,12 @@ pub struct Metric {
 impl Metric {
     /// A metric without unit or labels.
     pub fn new(name: impl Into<String>, value: f64) -> Self {
-        Metric { name: name.into(), value, unit: None, labels: BTreeMap::new() }
+        Metric {
+            name: name.into(),
+            value,
+            unit: None,
+            labels: BTreeMap::new(),
+        }
     }
 
     /// Sets the unit.
@@ -149,7 +154,12 @@ pub struct CheckResult {
 impl CheckResult {
     /// A result with the given status and message and nothing else.
     pub fn new(status: Status, message: impl Into<String>) -> Self {
-        CheckResult { status, message: message.into(), reason: None, metrics: Vec::new() }
+        CheckResult {
+            status,
+            message: message.into(),
+            reason: None,
+            metrics: Vec::new(),
+        }
     }
 
     /// An `ok` result.
@@ -193,8 +203,11 @@ mod tests {
 
     #[test]
     fn round_trips_through_json() {
-        let result = CheckResult::critical(Reason::Refused, "connection refused")
-            .with_metrics([Metric::new("connect_seconds", 0.5).unit("seconds").label("step", "tcp")]);
+        let result = CheckResult::critical(Reason::Refused, "connection refused").with_metrics([
+            Metric::new("connect_seconds", 0.5)
+                .unit("seconds")
+                .label("step", "tcp"),
+        ]);
         let json = serde_json::to_string(&result).unwrap();
         assert_eq!(
             json,

@@ -80,7 +80,9 @@ pub enum Level {
 impl Host {
     /// A host that discards log lines, for unit tests of a plugin.
     pub const fn detached() -> Self {
-        Host { raw: std::ptr::null() }
+        Host {
+            raw: std::ptr::null(),
+        }
     }
 
     fn log_fn(&self) -> Option<(WardenLogFn, *mut c_void)> {
@@ -99,7 +101,9 @@ impl Host {
 
     /// Writes a line to the daemon's log at `level`.
     pub fn log(&self, level: Level, message: &str) {
-        let Some((log, ctx)) = self.log_fn() else { return };
+        let Some((log, ctx)) = self.log_fn() else {
+            return;
+        };
         let level = match level {
             Level::Error => WARDEN_LOG_ERROR,
             Level::Warn => WARDEN_LOG_WARN,
@@ -135,7 +139,10 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 fn into_buf(bytes: Vec<u8>) -> WardenBuf {
     let boxed = bytes.into_boxed_slice();
     let len = boxed.len();
-    WardenBuf { ptr: Box::into_raw(boxed).cast::<u8>(), len }
+    WardenBuf {
+        ptr: Box::into_raw(boxed).cast::<u8>(),
+        len,
+    }
 }
 
 /// Writes `bytes` to `out` if the host gave one.
@@ -216,9 +223,10 @@ pub unsafe extern "C" fn check<P: Plugin>(
     let (code, bytes) = match outcome {
         Ok(Ok(json)) => (WARDEN_OK, json),
         Ok(Err(message)) => (WARDEN_ERROR, message.into_bytes()),
-        Err(payload) => {
-            (WARDEN_ERROR, format!("panicked: {}", panic_message(payload.as_ref())).into_bytes())
-        }
+        Err(payload) => (
+            WARDEN_ERROR,
+            format!("panicked: {}", panic_message(payload.as_ref())).into_bytes(),
+        ),
     };
     // SAFETY: `out` is null or writable, per the ABI.
     unsafe { write_out(out, bytes) };

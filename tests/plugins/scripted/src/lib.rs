@@ -43,7 +43,10 @@ struct Script {
 impl Plugin for Scripted {
     fn create(config: serde_json::Value, host: Host) -> Result<Self, String> {
         let config: Config = serde_json::from_value(config).map_err(|e| e.to_string())?;
-        Ok(Scripted { file: config.file, host })
+        Ok(Scripted {
+            file: config.file,
+            host,
+        })
     }
 
     fn check(&mut self, _ctx: &RunContext) -> CheckResult {
@@ -77,7 +80,9 @@ impl Plugin for Scripted {
         if script.panic {
             panic!("scripted panic");
         }
-        let message = script.message.unwrap_or_else(|| format!("scripted {}", script.status.as_str()));
+        let message = script
+            .message
+            .unwrap_or_else(|| format!("scripted {}", script.status.as_str()));
         CheckResult::new(script.status, message).with_metrics(script.metrics)
     }
 }

@@ -1,0 +1,105 @@
+//! Wiring: plugins, checks, scheduler and HTTP server, from a validated
+//! config to a running daemon and back to a clean stop.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use warp::http::StatusCode;
+
+use crate::config::{CheckConfig, Config, Diagnostic, Diagnostics, Isolation};
+use crate::http::{self, AppState};
+use crate::plugin::{Catalog, Instance, search_dirs};
+use crate::scheduler::{InProcess, Runner, Scheduled, Scheduler};
+use crate::status::{Board, CheckSpec};
+use crate::telemetry::Metrics;
+
+/// Scans the plugin directories named by `config`.
+pub fn catalog(config: &Config) -> Catalog {
+    Catalog::scan(&search_dirs(
+        &config.plugins.dir,
+        config.plugins.beside_executable,
+    ))
+}
+
+/// Creates the instance behind one check.
+fn prepare(catalog: &Catalog, check: &CheckConfig) -> Result<Runner, String> {
+    let library = catalog
+        .get(&check.plugin)
+        .ok_or_else(|| catalog.missing_reason(&check.plugin))?;
+    if check.isolation == Isolation::Process {
+        return Err("isolation = \"process\" is not available in this version".to_owned());
+    }
+    let instance = Instance::create(Arc::clone(library), &check.name, &check.config)
+        .map_err(|e| format!("plugin {:?} rejected its config: {e}", check.plugin))?;
+    Ok(Runner::InProcess(InProcess::new(instance)))
+}
+
+/// Validates every check against the plugins found, as `check-config` does:
+/// each plugin creates an instance from its section and may refuse it.
+pub fn validate_checks(config: &Config, catalog: &Catalog) -> Result<(), Diagnostics> {
+    let errors: Vec<Diagnostic> = config
+        .checks
+        .iter()
+        .filter_map(|check| {
+            let error = prepare(catalog, check).err()?;
+            let position = if catalog.get(&check.plugin).is_some() {
+                check.config_position
+            } else {
+                check.plugin_position
+            };
+            Some(Diagnostic::new(
+                &config.origin,
+                position,
+                format!("check {:?}: {error}", check.name),
+            ))
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics(errors))
+    }
+}
+
+/// Runs the daemon on `listener` until `shutdown` resolves.
+///
+/// A check whose plugin is missing or refuses its config does not stop the
+/// daemon: it reports `error` on every run, so the host shows the problem
+/// instead of hiding it.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let catalog = catalog(&config);
+    let mut scheduled = Vec::with_capacity(config.checks.len());
+    for check in &config.checks {
+        let runner = prepare(&catalog, check).unwrap_or_else(|message| {
+            tracing::error!(check = %check.name, plugin = %check.plugin, %message, "check cannot run");
+            Runner::Broken(message)
+        });
+        scheduled.push(Scheduled {
+            spec: CheckSpec::from_config(check),
+            runner,
+        });
+    }
+
+    let board = Board::new(scheduled.iter().map(|s| s.spec.clone()));
+    let metrics = Metrics::new(Arc::clone(&board));
+    let scheduler = Scheduler::start(scheduled, Arc::clone(&board), metrics.clone());
+    let state = AppState {
+        board,
+        metrics,
+        degraded_status: StatusCode::from_u16(config.server.degraded_status)
+            .unwrap_or(StatusCode::OK),
+    };
+    tracing::info!(
+        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        checks = config.checks.len(),
+        plugins = catalog.plugins.len(),
+        config = %config.origin,
+        "warden started"
+    );
+
+    http::serve(listener, state, shutdown).await;
+    tracing::info!("stopping checks");
+    scheduler.stop().await;
+    tracing::info!("warden stopped");
+}

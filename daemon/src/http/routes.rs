@@ -1,0 +1,325 @@
+//! HTTP routes. Every answer comes from cached state; no request runs a check.
+//!
+//! - `GET /livez`: 200 while the scheduler's heartbeat is fresh, else 503.
+//! - `GET /readyz`: 200 once every critical check has passed and none fails.
+//! - `GET /health`: host verdict and every check; IETF `health+json` when the
+//!   client asks for it in `Accept`.
+//! - `GET /health/detailed`: the above plus host resources and the daemon.
+//! - `GET /checks`, `GET /checks/{name}`: latest results, metrics, history.
+//! - `GET /metrics`: Prometheus text format 0.0.4.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::scheduler::HEARTBEAT;
+use crate::status::{
+    Board, CheckView, Health, HistoryEntry, HostStatus, host_status, readiness_errors, rfc3339,
+};
+use crate::telemetry::Metrics;
+
+/// What the handlers read.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Check results.
+    pub board: Arc<Board>,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// HTTP status of `/health` while degraded.
+    pub degraded_status: StatusCode,
+}
+
+/// The heartbeat may lag this much before `/livez` fails.
+const LIVENESS_GRACE: Duration = HEARTBEAT.saturating_mul(5);
+const HEALTH_JSON: &str = "application/health+json";
+
+/// All routes, with request metrics.
+pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let metrics = state.metrics.clone();
+    let state = warp::any().map(move || state.clone());
+    let get = warp::get();
+
+    let livez = warp::path!("livez").and(get).and(state.clone()).map(livez);
+    let readyz = warp::path!("readyz")
+        .and(get)
+        .and(state.clone())
+        .map(readyz);
+    let health = warp::path!("health")
+        .and(get)
+        .and(warp::header::optional::<String>("accept"))
+        .and(state.clone())
+        .map(health);
+    let detailed = warp::path!("health" / "detailed")
+        .and(get)
+        .and(state.clone())
+        .map(detailed);
+    let checks = warp::path!("checks")
+        .and(get)
+        .and(state.clone())
+        .map(checks);
+    let check = warp::path!("checks" / String)
+        .and(get)
+        .and(state.clone())
+        .map(check);
+    let prometheus = warp::path!("metrics")
+        .and(get)
+        .and(state)
+        .map(prometheus_text);
+
+    livez
+        .or(readyz)
+        .unify()
+        .or(health)
+        .unify()
+        .or(detailed)
+        .unify()
+        .or(checks)
+        .unify()
+        .or(check)
+        .unify()
+        .or(prometheus)
+        .unify()
+        .recover(recover)
+        .unify()
+        .with(warp::log::custom(move |info| {
+            let route = route_template(info.path());
+            metrics.observe_request(route, info.status().as_u16(), info.elapsed().as_secs_f64());
+        }))
+}
+
+/// The route a path belongs to, for bounded metric labels.
+fn route_template(path: &str) -> &'static str {
+    match path {
+        "/livez" => "/livez",
+        "/readyz" => "/readyz",
+        "/health" => "/health",
+        "/health/detailed" => "/health/detailed",
+        "/checks" => "/checks",
+        "/metrics" => "/metrics",
+        p if p.starts_with("/checks/") => "/checks/{name}",
+        _ => "other",
+    }
+}
+
+fn json_reply(status: StatusCode, body: &Value) -> Response {
+    with_status(
+        status,
+        "application/json",
+        serde_json::to_vec(body).expect("JSON values serialise"),
+    )
+}
+
+fn with_status(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn livez(state: AppState) -> Response {
+    match state.board.since_heartbeat() {
+        Some(age) if age <= LIVENESS_GRACE => {
+            json_reply(StatusCode::OK, &json!({"status": "alive"}))
+        }
+        age => json_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({
+                "status": "not alive",
+                "error": "scheduler heartbeat is late",
+                "heartbeat_age_ms": age.map(|a| a.as_millis() as u64),
+            }),
+        ),
+    }
+}
+
+fn readyz(state: AppState) -> Response {
+    let errors = readiness_errors(&state.board.views());
+    if errors.is_empty() {
+        json_reply(StatusCode::OK, &json!({"status": "ready"}))
+    } else {
+        json_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "not ready", "errors": errors}),
+        )
+    }
+}
+
+fn host_code(state: &AppState, status: HostStatus) -> StatusCode {
+    match status {
+        HostStatus::Healthy => StatusCode::OK,
+        HostStatus::Degraded => state.degraded_status,
+        HostStatus::Unhealthy | HostStatus::Pending => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn latency_ms(view: &CheckView) -> Option<u64> {
+    view.last.as_ref().map(|l| l.duration.as_millis() as u64)
+}
+
+fn health(accept: Option<String>, state: AppState) -> Response {
+    let views = state.board.views();
+    let status = host_status(&views);
+    let code = host_code(&state, status);
+    if accept.is_some_and(|a| a.contains(HEALTH_JSON)) {
+        return with_status(
+            code,
+            HEALTH_JSON,
+            serde_json::to_vec(&ietf_health(&views, status)).expect("JSON"),
+        );
+    }
+    let checks: serde_json::Map<String, Value> = views
+        .iter()
+        .map(|v| {
+            let body = json!({
+                "status": v.health,
+                "latency_ms": latency_ms(v),
+                "message": v.last.as_ref().map(|l| l.message.as_str()),
+                "last_run": v.last.as_ref().map(|l| rfc3339(l.started_at)),
+            });
+            (v.spec.name.clone(), body)
+        })
+        .collect();
+    json_reply(
+        code,
+        &json!({
+            "status": status.as_str(),
+            "timestamp": rfc3339(SystemTime::now()),
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime": state.board.uptime().as_secs(),
+            "checks": checks,
+        }),
+    )
+}
+
+/// The IETF "Health Check Response Format for HTTP APIs" draft.
+fn ietf_health(views: &[CheckView], status: HostStatus) -> Value {
+    let word = |health: Health| match health {
+        Health::Healthy => "pass",
+        Health::Warning => "warn",
+        Health::Unhealthy | Health::Pending => "fail",
+    };
+    let checks: serde_json::Map<String, Value> = views
+        .iter()
+        .map(|v| {
+            let mut item = json!({
+                "componentType": v.spec.plugin,
+                "status": word(v.health),
+                "observedValue": latency_ms(v),
+                "observedUnit": "ms",
+            });
+            if let Some(last) = &v.last {
+                item["time"] = json!(rfc3339(last.started_at));
+                if v.health != Health::Healthy {
+                    item["output"] = json!(last.message);
+                }
+            }
+            (format!("{}:responseTime", v.spec.name), json!([item]))
+        })
+        .collect();
+    let overall = match status {
+        HostStatus::Healthy => "pass",
+        HostStatus::Degraded => "warn",
+        HostStatus::Unhealthy | HostStatus::Pending => "fail",
+    };
+    json!({
+        "status": overall,
+        "version": "1",
+        "releaseId": env!("CARGO_PKG_VERSION"),
+        "serviceId": "warden",
+        "description": format!("host is {}", status.as_str()),
+        "checks": checks,
+    })
+}
+
+fn check_json(view: &CheckView) -> Value {
+    let last = view.last.as_ref();
+    json!({
+        "name": view.spec.name,
+        "plugin": view.spec.plugin,
+        "critical": view.spec.critical,
+        "status": view.health,
+        "stale": view.stale,
+        "result": last.map(|l| l.outcome),
+        "reason": last.and_then(|l| l.reason).map(|r| r.as_str()),
+        "message": last.map(|l| l.message.as_str()),
+        "last_run": last.map(|l| rfc3339(l.started_at)),
+        "duration_ms": last.map(|l| l.duration.as_secs_f64() * 1000.0),
+        "interval_seconds": view.spec.interval.as_secs_f64(),
+        "timeout_seconds": view.spec.timeout.as_secs_f64(),
+        "metrics": last.map_or(&[][..], |l| l.metrics.as_slice()),
+    })
+}
+
+fn detailed(state: AppState) -> Response {
+    let views = state.board.views();
+    let status = host_status(&views);
+    let host = views
+        .iter()
+        .find(|v| v.spec.plugin == "system")
+        .and_then(|v| v.last.as_ref())
+        .map(|last| json!({"message": last.message, "metrics": last.metrics}));
+    let body = json!({
+        "status": status.as_str(),
+        "timestamp": rfc3339(SystemTime::now()),
+        "host": host,
+        "daemon": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "uptime": state.board.uptime().as_secs(),
+            "started_at": rfc3339(state.board.started_wall()),
+            "build": {"profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+                      "target_os": std::env::consts::OS, "target_arch": std::env::consts::ARCH},
+        },
+        "checks": views.iter().map(check_json).collect::<Vec<_>>(),
+    });
+    json_reply(host_code(&state, status), &body)
+}
+
+fn checks(state: AppState) -> Response {
+    let views = state.board.views();
+    json_reply(
+        StatusCode::OK,
+        &json!({"checks": views.iter().map(check_json).collect::<Vec<_>>()}),
+    )
+}
+
+fn check(name: String, state: AppState) -> Response {
+    let name = percent_encoding::percent_decode_str(&name).decode_utf8_lossy();
+    match state.board.view(&name) {
+        Some((view, history)) => {
+            let mut body = check_json(&view);
+            body["history"] = json!(history.iter().rev().collect::<Vec<&HistoryEntry>>());
+            json_reply(StatusCode::OK, &body)
+        }
+        None => json_reply(
+            StatusCode::NOT_FOUND,
+            &json!({"error": format!("no check named {name:?}")}),
+        ),
+    }
+}
+
+fn prometheus_text(state: AppState) -> Response {
+    with_status(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        state.metrics.encode(),
+    )
+}
+
+async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let (code, message) = if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "not found")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+    } else {
+        (StatusCode::BAD_REQUEST, "bad request")
+    };
+    Ok(json_reply(code, &json!({"error": message})))
+}

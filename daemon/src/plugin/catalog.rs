@@ -1,0 +1,137 @@
+//! Finding plugin libraries: which directories are searched, which files are
+//! trusted, and which library answers to which plugin name.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::library::Library;
+
+/// File name ending of plugin libraries on this platform.
+const LIBRARY_SUFFIX: &str = std::env::consts::DLL_SUFFIX;
+
+/// One library file found while scanning, loaded or refused.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The file.
+    pub path: PathBuf,
+    /// The library, or why it was refused (one line).
+    pub outcome: Result<Arc<Library>, String>,
+}
+
+/// Every plugin library found, by name.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Loaded plugins by name.
+    pub plugins: BTreeMap<String, Arc<Library>>,
+    /// Every file considered, in scan order.
+    pub found: Vec<Found>,
+}
+
+impl Catalog {
+    /// Scans `dirs` in order, loading every library file in them.
+    pub fn scan(dirs: &[PathBuf]) -> Catalog {
+        let mut catalog = Catalog::default();
+        let mut seen_dirs = Vec::new();
+        for dir in dirs {
+            let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+            if seen_dirs.contains(&canonical) {
+                continue;
+            }
+            seen_dirs.push(canonical);
+            catalog.scan_dir(dir);
+        }
+        catalog
+    }
+
+    /// The plugin called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Library>> {
+        self.plugins.get(name)
+    }
+
+    /// Why no plugin called `name` is available, for check errors.
+    pub fn missing_reason(&self, name: &str) -> String {
+        let known: Vec<&str> = self.plugins.keys().map(String::as_str).collect();
+        if known.is_empty() {
+            format!("plugin {name:?} not found: no plugins were loaded")
+        } else {
+            format!("plugin {name:?} not found (loaded: {})", known.join(", "))
+        }
+    }
+
+    fn scan_dir(&mut self, dir: &Path) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::debug!(dir = %dir.display(), %error, "plugin directory not readable");
+                return;
+            }
+        };
+        let dir_refusal = unsafe_permissions(dir);
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && p.to_string_lossy().ends_with(LIBRARY_SUFFIX))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let outcome = match dir_refusal
+                .as_ref()
+                .map(|why| format!("directory {why}"))
+                .or_else(|| unsafe_permissions(&path))
+            {
+                Some(why) => Err(why),
+                None => Library::open(&path)
+                    .map_err(|e| e.to_string())
+                    .map(Arc::new),
+            };
+            let outcome = outcome.and_then(|library| match self.plugins.get(&library.name) {
+                Some(first) => Err(format!(
+                    "plugin name {:?} is already provided by {}",
+                    library.name,
+                    first.path.display()
+                )),
+                None => {
+                    self.plugins
+                        .insert(library.name.clone(), Arc::clone(&library));
+                    Ok(library)
+                }
+            });
+            if let Err(reason) = &outcome {
+                tracing::warn!(path = %path.display(), %reason, "plugin refused");
+            }
+            self.found.push(Found { path, outcome });
+        }
+    }
+}
+
+/// Why `path` may not be trusted: writable by someone other than its owner
+/// (root can write anything anyway).
+fn unsafe_permissions(path: &Path) -> Option<String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(error) => return Some(format!("cannot be inspected: {error}")),
+    };
+    let mode = meta.permissions().mode();
+    (mode & 0o022 != 0).then(|| {
+        format!(
+            "is writable by group or others (mode {:o}); refusing to load from it",
+            mode & 0o7777
+        )
+    })
+}
+
+/// The directories to search for `config`: the configured ones, then the
+/// executable's own directory when allowed.
+pub fn search_dirs(configured: &[PathBuf], beside_executable: bool) -> Vec<PathBuf> {
+    let mut dirs = configured.to_vec();
+    if beside_executable
+        && let Some(dir) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_owned))
+    {
+        dirs.push(dir);
+    }
+    dirs
+}

@@ -1,0 +1,12 @@
+//! The plugin host: finding libraries, validating their ABI, and calling
+//! their instances. This module holds the daemon's unsafe code; every block
+//! says which ABI guarantee makes it sound.
+#![allow(unsafe_code, reason = "calling plugin libraries over the C ABI")]
+
+mod catalog;
+mod instance;
+mod library;
+
+pub use catalog::{Catalog, Found, search_dirs};
+pub use instance::{CallError, Instance};
+pub use library::{Library, LoadError};

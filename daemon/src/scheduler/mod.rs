@@ -1,0 +1,118 @@
+//! The scheduler: one task per check, each on its own interval.
+//!
+//! - Intervals and deadlines run on tokio's monotonic clock, so a wall-clock
+//!   jump neither stalls nor bursts checks.
+//! - Each check starts after a random offset, spreading the load of many
+//!   checks that share an interval.
+//! - A run that overruns its interval is not followed by a backlog of missed
+//!   runs: missed ticks are skipped, keeping the phase.
+//! - A heartbeat task proves the runtime is making progress, for `/livez`.
+
+mod runner;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::Instrument;
+
+pub use runner::{InProcess, Runner};
+
+use crate::status::{Board, CheckSpec, Health};
+use crate::telemetry::Metrics;
+
+/// How often the heartbeat ticks.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// The longest initial offset, so a host is ready soon after start even with
+/// long intervals.
+const MAX_INITIAL_OFFSET: Duration = Duration::from_secs(2);
+
+/// A check ready to be scheduled.
+#[derive(Debug)]
+pub struct Scheduled {
+    /// What it is.
+    pub spec: CheckSpec,
+    /// How it runs.
+    pub runner: Runner,
+}
+
+/// Running check tasks; dropping the stop sender ends them.
+#[derive(Debug)]
+pub struct Scheduler {
+    tasks: JoinSet<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl Scheduler {
+    /// Spawns one task per check plus the heartbeat.
+    pub fn start(checks: Vec<Scheduled>, board: Arc<Board>, metrics: Metrics) -> Scheduler {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for check in checks {
+            metrics.register_check(&check.spec);
+            let span = tracing::error_span!("check", check = %check.spec.name, plugin = %check.spec.plugin);
+            let task = drive(check, Arc::clone(&board), metrics.clone(), stopped.clone());
+            tasks.spawn(task.instrument(span));
+        }
+        tasks.spawn(heartbeat(board, stopped));
+        Scheduler { tasks, stop }
+    }
+
+    /// Stops scheduling and waits for running checks, each bounded by its
+    /// deadline.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+fn initial_offset(interval: Duration) -> Duration {
+    interval.min(MAX_INITIAL_OFFSET).mul_f64(fastrand::f64())
+}
+
+async fn drive(
+    check: Scheduled,
+    board: Arc<Board>,
+    metrics: Metrics,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let Scheduled { spec, runner } = check;
+    let start = Instant::now() + initial_offset(spec.interval);
+    let mut ticks = tokio::time::interval_at(start, spec.interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        let record = runner.run(spec.timeout).await;
+        metrics.observe_run(&spec, &record);
+        tracing::debug!(
+            outcome = record.outcome.as_str(),
+            duration_ms = record.duration.as_millis() as u64,
+            "check ran"
+        );
+        let (outcome, message) = (record.outcome.as_str(), record.message.clone());
+        if let Some((now, before)) = board.record(&spec.name, record) {
+            match now {
+                Health::Unhealthy => tracing::warn!(outcome, %message, ?before, "check failing"),
+                Health::Healthy if before != Health::Pending => {
+                    tracing::info!(?before, "check recovered")
+                }
+                _ => tracing::debug!(?now, ?before, "check health changed"),
+            }
+        }
+    }
+}
+
+async fn heartbeat(board: Arc<Board>, mut stopped: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => board.beat(),
+            _ = stopped.changed() => return,
+        }
+    }
+}

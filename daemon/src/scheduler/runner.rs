@@ -1,0 +1,109 @@
+//! Running one check once, under its deadline.
+//!
+//! A plugin call blocks a thread for as long as the plugin takes, so it runs
+//! on tokio's blocking pool and the deadline is enforced around it: at the
+//! deadline the run is reported as `timeout`, while the stuck call keeps the
+//! instance busy until it returns, and no new call reaches that instance
+//! meanwhile.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use warden_plugin_api::Reason;
+
+use crate::plugin::{CallError, Instance};
+use crate::status::{Outcome, RunRecord};
+
+/// How a check gets run.
+#[derive(Debug)]
+pub enum Runner {
+    /// An instance in this process.
+    InProcess(InProcess),
+    /// The check cannot run; every run reports this error.
+    Broken(String),
+}
+
+impl Runner {
+    /// Runs the check once; never takes much longer than `timeout`.
+    pub async fn run(&self, timeout: Duration) -> RunRecord {
+        let started_at = SystemTime::now();
+        let started = Instant::now();
+        match self {
+            Runner::InProcess(runner) => runner.run(timeout, started_at, started).await,
+            Runner::Broken(message) => RunRecord::failed(
+                Outcome::Error,
+                Reason::Error,
+                message.clone(),
+                started_at,
+                started.elapsed(),
+            ),
+        }
+    }
+}
+
+/// A plugin instance called on the blocking pool.
+#[derive(Debug)]
+pub struct InProcess {
+    instance: Arc<Mutex<Instance>>,
+    busy: Arc<AtomicBool>,
+}
+
+/// Clears the busy flag when the call ends, even by panic.
+struct BusyGuard(Arc<AtomicBool>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl InProcess {
+    /// Wraps an instance.
+    pub fn new(instance: Instance) -> Self {
+        InProcess {
+            instance: Arc::new(Mutex::new(instance)),
+            busy: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    async fn run(&self, timeout: Duration, started_at: SystemTime, started: Instant) -> RunRecord {
+        let failed = |outcome, reason, message: String| {
+            RunRecord::failed(outcome, reason, message, started_at, started.elapsed())
+        };
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return failed(
+                Outcome::Timeout,
+                Reason::Timeout,
+                "previous run has not returned yet; not calling the plugin again".to_owned(),
+            );
+        }
+        let guard = BusyGuard(Arc::clone(&self.busy));
+        let instance = Arc::clone(&self.instance);
+        let call = tokio::task::spawn_blocking(move || {
+            let _guard = guard;
+            let mut instance = instance.lock().unwrap_or_else(|e| e.into_inner());
+            instance.check(timeout)
+        });
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(Ok(result))) => RunRecord::from_result(result, started_at, started.elapsed()),
+            Ok(Ok(Err(CallError::Plugin(message)))) => {
+                failed(Outcome::Error, Reason::Error, message)
+            }
+            Ok(Ok(Err(error @ CallError::BadResult(_)))) => {
+                failed(Outcome::Error, Reason::Protocol, error.to_string())
+            }
+            Ok(Err(join_error)) => failed(
+                Outcome::Error,
+                Reason::Crashed,
+                format!("plugin call failed: {join_error}"),
+            ),
+            Err(_) => failed(
+                Outcome::Timeout,
+                Reason::Timeout,
+                format!("no result within {}", humantime::format_duration(timeout)),
+            ),
+        }
+    }
+}

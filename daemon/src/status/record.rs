@@ -1,0 +1,130 @@
+//! What one run of a check produced, as the daemon keeps it.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::time::Instant;
+use warden_plugin_api::{CheckResult, Metric, Reason, Status};
+
+/// The outcome of a run: the plugin's status, or what the daemon saw when the
+/// plugin gave none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Status `ok`.
+    Ok,
+    /// Status `warning`.
+    Warning,
+    /// Status `critical`.
+    Critical,
+    /// Status `unknown`.
+    Unknown,
+    /// No result before the deadline.
+    Timeout,
+    /// The plugin failed, crashed or returned garbage.
+    Error,
+}
+
+impl Outcome {
+    /// Every outcome, for pre-creating metric series.
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Ok,
+        Outcome::Warning,
+        Outcome::Critical,
+        Outcome::Unknown,
+        Outcome::Timeout,
+        Outcome::Error,
+    ];
+
+    /// The lowercase name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Warning => "warning",
+            Outcome::Critical => "critical",
+            Outcome::Unknown => "unknown",
+            Outcome::Timeout => "timeout",
+            Outcome::Error => "error",
+        }
+    }
+
+    /// The Nagios status it counts as: timeouts and errors are critical.
+    pub const fn status(self) -> Status {
+        match self {
+            Outcome::Ok => Status::Ok,
+            Outcome::Warning => Status::Warning,
+            Outcome::Critical | Outcome::Timeout | Outcome::Error => Status::Critical,
+            Outcome::Unknown => Status::Unknown,
+        }
+    }
+
+    /// Whether the run counts towards `fall` rather than `rise`. `unknown`
+    /// fails: a check that cannot tell is not evidence of health.
+    pub const fn is_failure(self) -> bool {
+        !matches!(self, Outcome::Ok | Outcome::Warning)
+    }
+}
+
+/// One finished run.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    /// What happened.
+    pub outcome: Outcome,
+    /// One line for people.
+    pub message: String,
+    /// Why it failed, when it did.
+    pub reason: Option<Reason>,
+    /// Measurements, finite values only.
+    pub metrics: Vec<Metric>,
+    /// Wall-clock start, for display.
+    pub started_at: SystemTime,
+    /// Monotonic end, for staleness.
+    pub finished: Instant,
+    /// How long the run took.
+    pub duration: Duration,
+}
+
+impl RunRecord {
+    /// A record from a plugin's result.
+    pub fn from_result(result: CheckResult, started_at: SystemTime, duration: Duration) -> Self {
+        let outcome = match result.status {
+            Status::Ok => Outcome::Ok,
+            Status::Warning => Outcome::Warning,
+            Status::Critical => Outcome::Critical,
+            Status::Unknown => Outcome::Unknown,
+        };
+        let metrics = result
+            .metrics
+            .into_iter()
+            .filter(|m| m.value.is_finite())
+            .collect();
+        RunRecord {
+            outcome,
+            message: result.message,
+            reason: result.reason,
+            metrics,
+            started_at,
+            finished: Instant::now(),
+            duration,
+        }
+    }
+
+    /// A record for a run that produced no result.
+    pub fn failed(
+        outcome: Outcome,
+        reason: Reason,
+        message: String,
+        started_at: SystemTime,
+        duration: Duration,
+    ) -> Self {
+        RunRecord {
+            outcome,
+            message,
+            reason: Some(reason),
+            metrics: Vec::new(),
+            started_at,
+            finished: Instant::now(),
+            duration,
+        }
+    }
+}
