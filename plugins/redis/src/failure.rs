@@ -75,7 +75,7 @@ pub(crate) fn command_failure(err: &RedisError, command: &str, endpoint: &str) -
     if is_connection_error(err) {
         return Failure::new(
             Reason::Refused,
-            format!("connection to {endpoint} lost during {command}: {detail}"),
+            format!("connection lost: {endpoint} during {command}: {detail}"),
             true,
         );
     }

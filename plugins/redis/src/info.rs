@@ -172,7 +172,7 @@ pub fn assess(info: &Info, thresholds: Thresholds) -> Assessment {
         }
     }
     if let Some(clients) = info.number("connected_clients") {
-        summary.push(format!("{clients} clients"));
+        summary.push(format!("connected clients {clients}"));
     }
     out.summary = summary.join(", ");
     out
