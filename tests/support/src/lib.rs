@@ -2,4 +2,5 @@
 //! servers started from the installed binaries on free loopback ports, so a
 //! test can stop, pause or reconfigure them without touching anything else.
 pub mod http;
+pub mod postgres;
 pub mod redis;
