@@ -109,7 +109,10 @@ pub(crate) async fn fetch(
         } else {
             String::new()
         };
-        let message = format!("HTTP {status} from {url}{hint}, content type {shown_type}");
+        let message = format!(
+            "{}: HTTP {status} from {url}{hint}, content type {shown_type}",
+            reason.as_str()
+        );
         return Err(Failure::new(reason, message));
     }
     let limit = config.max_body_bytes;
