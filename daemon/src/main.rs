@@ -27,16 +27,20 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
 }
 
 fn check_config(path: Option<&std::path::Path>) -> ExitCode {
-    let config = match load(path) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    let catalog = warden::app::catalog(&config);
-    if let Err(diagnostics) = warden::app::validate_checks(&config, &catalog) {
+    let (config, mut diagnostics) = Config::load_partial(path);
+    let Some(config) = config else {
         eprintln!("{diagnostics}");
         return ExitCode::from(EXIT_CONFIG);
+    };
+    let catalog = warden::app::catalog(&config);
+    if let Err(plugin_errors) = warden::app::validate_checks(&config, &catalog) {
+        diagnostics.0.extend(plugin_errors.0);
     }
-    println!("{}: ok ({} checks)", config.origin, config.checks.len());
+    if !diagnostics.0.is_empty() {
+        eprintln!("{}", diagnostics.sorted());
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    println!("{}: ok, {} check(s)", config.origin, config.checks.len());
     ExitCode::SUCCESS
 }
 

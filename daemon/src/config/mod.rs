@@ -259,6 +259,37 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str, origin: Origin) -> Result<Config, Diagnostics> {
+        match Config::parse_partial(text, origin) {
+            (Some(config), errors) if errors.0.is_empty() => Ok(config),
+            (_, errors) => Err(errors),
+        }
+    }
+
+    /// Like [`Config::load`], but keeps what is valid next to the errors, so
+    /// `check-config` can go on to validate the sound checks' plugin sections
+    /// and report everything in one pass. `None` when the file could not be
+    /// read or parsed at all.
+    pub fn load_partial(path: Option<&Path>) -> (Option<Config>, Diagnostics) {
+        match path {
+            None => Config::parse_partial(EMBEDDED_DEFAULT, Origin::Embedded),
+            Some(path) => {
+                let origin = Origin::File(path.to_owned());
+                match std::fs::read_to_string(path) {
+                    Ok(text) => Config::parse_partial(&text, origin),
+                    Err(e) => (
+                        None,
+                        Diagnostics::one(Diagnostic::whole_file(
+                            &origin,
+                            format!("cannot read config: {e}"),
+                        )),
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Parses config text, returning the valid part and every error.
+    pub fn parse_partial(text: &str, origin: Origin) -> (Option<Config>, Diagnostics) {
         let mut cx = Loader {
             text,
             origin: &origin,
@@ -269,7 +300,7 @@ impl Config {
             cx.toml_error(&error);
         }
         if !cx.diagnostics.is_empty() {
-            return Err(Diagnostics(cx.diagnostics).sorted());
+            return (None, Diagnostics(cx.diagnostics).sorted());
         }
 
         let mut config = Config {
@@ -296,11 +327,7 @@ impl Config {
             config.secrets.push(token.expose().to_owned());
         }
         cx.validate(&config);
-        if cx.diagnostics.is_empty() {
-            Ok(config)
-        } else {
-            Err(Diagnostics(cx.diagnostics).sorted())
-        }
+        (Some(config), Diagnostics(cx.diagnostics).sorted())
     }
 
     /// The check named `name`.
@@ -441,7 +468,12 @@ impl Loader<'_> {
                     self.error(span.clone(), format!("{label}: `config` must be a table"));
                 }
                 let mut errors = Vec::new();
-                secret::resolve_tree(&mut value, "config", secrets, &mut errors);
+                // The section itself is never a reference; its values may be.
+                if let toml::Value::Table(table) = &mut value {
+                    for (key, child) in table.iter_mut() {
+                        secret::resolve_tree(child, &format!("config.{key}"), secrets, &mut errors);
+                    }
+                }
                 for message in errors {
                     self.diagnostics.push(Diagnostic::new(
                         self.origin,

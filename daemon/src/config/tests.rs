@@ -161,3 +161,21 @@ password = { env = "WARDEN_TEST_UNSET_SECRET" }
         ]
     );
 }
+
+#[test]
+fn a_config_section_with_a_file_key_is_not_a_secret_reference() {
+    let config = parse(
+        r#"
+[[check]]
+name = "s"
+plugin = "scripted"
+[check.config]
+file = "/nonexistent/script"
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.checks[0].config,
+        serde_json::json!({"file": "/nonexistent/script"})
+    );
+}

@@ -82,7 +82,7 @@ impl Library {
         // from directories the operator configured, and the registry refuses
         // files others could have written; that trust is the contract.
         let library = unsafe { libloading::Library::new(path) }
-            .map_err(|e| LoadError::NotLoadable(one_line(&e.to_string())))?;
+            .map_err(|e| LoadError::NotLoadable(one_line(&error_chain(&e))))?;
 
         // SAFETY: the symbol's type is fixed by the ABI; a library that
         // exports the name with another type breaks that contract.
@@ -186,6 +186,19 @@ fn read_str(ptr: *const std::ffi::c_char, present: bool) -> Option<Result<String
     // static string in the loaded library, per the ABI.
     let text = unsafe { CStr::from_ptr(ptr) };
     Some(text.to_str().map(str::to_owned).map_err(|_| ()))
+}
+
+/// An error and its sources, joined: libloading puts dlerror's text in the
+/// source.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn one_line(text: &str) -> String {
