@@ -283,10 +283,19 @@ fn from_url(
     if let Some(password) = pg.get_password() {
         secrets.add(&String::from_utf8_lossy(password));
     }
+    if pg.get_target_session_attrs() != tokio_postgres::config::TargetSessionAttrs::Any {
+        return Err(invalid(
+            "url",
+            "must not set target_session_attrs; use `expected_role`",
+        ));
+    }
     Ok((pg, mode))
 }
 
 fn target_of(pg: &tokio_postgres::Config) -> Result<Target, ConfigError> {
+    if pg.get_hosts().len() > 1 {
+        return Err(invalid("url", "must name one host, not several"));
+    }
     let port = match pg.get_ports() {
         [] => 5432,
         [port] => *port,
@@ -301,8 +310,7 @@ fn target_of(pg: &tokio_postgres::Config) -> Result<Target, ConfigError> {
             dir: dir.clone(),
             port,
         }),
-        [] => Err(invalid("url", "must name a host")),
-        _ => Err(invalid("url", "must name one host, not several")),
+        _ => Err(invalid("url", "must name a host")),
     }
 }
 
@@ -590,6 +598,10 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains("hunter2"), "{message}");
+        let message = error(json!({"url": "postgres://h/db?target_session_attrs=read-write"}));
+        assert!(message.contains("expected_role"), "{message}");
+        let message = error(json!({"url": "postgres://h1,h2/db"}));
+        assert!(message.contains("one host"), "{message}");
         let message = error(json!({"url": "mysql://me:hunter2@h/db"}));
         assert!(!message.contains("hunter2"), "{message}");
     }
