@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use promql_parser::label::{MatchOp, Matcher as PMatcher};
 use promql_parser::parser::token;
+use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr as Ast, LabelModifier, Offset};
 
 use crate::error::{ParseError, Position};
@@ -201,6 +202,17 @@ impl Expr {
                 first = unsupported(node);
             }
         });
+        if first.is_none()
+            && !matches!(self.ast.value_type(), ValueType::Scalar | ValueType::Vector)
+        {
+            first = Some((
+                format!(
+                    "a {} result (rules must return a scalar or an instant vector)",
+                    self.ast.value_type()
+                ),
+                None,
+            ));
+        }
         match first {
             None => Ok(()),
             Some((message, keyword)) => {
