@@ -54,7 +54,7 @@ fn closed_port() -> u16 {
 
 #[test]
 fn healthy_server_reports_metrics_and_reuses_one_connection() {
-    let server = PgServer::start();
+    let mut server = PgServer::start();
     let mut check_plugin = plugin(json!({
         "url": server.url("postgres", None),
         "application_name": "warden-ok",
@@ -96,6 +96,16 @@ fn healthy_server_reports_metrics_and_reuses_one_connection() {
     assert_eq!(metric(&third, "connections_opened_total", &[]), Some(2.0));
     assert!(metric(&third, "connect_seconds", &[]).is_some());
     assert_eq!(server.count_backends("warden-ok"), 1);
+
+    // A stopped server: the kept connection is dead and the retry refused.
+    server.stop();
+    let down = check(&mut check_plugin);
+    assert_eq!(down.status, Status::Critical, "{down:?}");
+    assert_eq!(down.reason, Some(Reason::Refused), "{down:?}");
+    server.restart();
+    let back = check(&mut check_plugin);
+    assert_eq!(back.status, Status::Ok, "{back:?}");
+    assert_eq!(metric(&back, "connections_opened_total", &[]), Some(3.0));
 
     // Dropping the instance closes its connection.
     drop(check_plugin);
