@@ -1,6 +1,7 @@
 //! Warden: a host monitoring daemon. Check plugins loaded over a C ABI run on
 //! a schedule; their results feed health status, metrics and HTTP answers.
 
+pub mod alerting;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -9,4 +10,5 @@ pub mod plugin;
 pub mod scheduler;
 pub mod signals;
 pub mod status;
+pub mod store;
 pub mod telemetry;

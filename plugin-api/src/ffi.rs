@@ -18,8 +18,9 @@ use std::ffi::{c_char, c_void};
 pub const WARDEN_ABI_MAGIC: u32 = u32::from_le_bytes(*b"WRDN");
 /// Bumped only for a change that old hosts or plugins cannot read.
 pub const WARDEN_ABI_MAJOR: u16 = 1;
-/// Bumped when fields are appended.
-pub const WARDEN_ABI_MINOR: u16 = 0;
+/// Bumped when fields are appended. 1.1 appended
+/// [`WardenPluginDescriptor::description`].
+pub const WARDEN_ABI_MINOR: u16 = 1;
 /// The symbol every plugin library exports, of type [`WardenPluginEntry`].
 pub const WARDEN_PLUGIN_ENTRY_SYMBOL: &str = "warden_plugin_entry";
 
@@ -160,6 +161,8 @@ pub struct WardenPluginDescriptor {
     pub free_buf: Option<WardenFreeBufFn>,
     /// See [`WardenDestroyFn`].
     pub destroy: Option<WardenDestroyFn>,
+    /// Since 1.1: NUL-terminated UTF-8 one-line description, or null.
+    pub description: *const c_char,
 }
 
 // SAFETY: a descriptor is immutable static data (string literals and function

@@ -268,14 +268,29 @@ pub unsafe extern "C" fn destroy<P: Plugin>(instance: *mut c_void) {
 /// warden_plugin_api::export_plugin!(MyCheck, name = "my-check");
 /// ```
 ///
-/// The version defaults to the crate's `CARGO_PKG_VERSION`; pass
-/// `version = "1.2.3"` to override it. The crate must be built as a `cdylib`.
+/// The version defaults to the crate's `CARGO_PKG_VERSION` and the
+/// description to its `CARGO_PKG_DESCRIPTION`; pass `version = "1.2.3"` and
+/// `description = "..."` to override them. The crate must be built as a
+/// `cdylib`.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty, name = $name:literal $(,)?) => {
-        $crate::export_plugin!($plugin, name = $name, version = env!("CARGO_PKG_VERSION"));
+        $crate::export_plugin!(
+            $plugin,
+            name = $name,
+            version = env!("CARGO_PKG_VERSION"),
+            description = env!("CARGO_PKG_DESCRIPTION"),
+        );
     };
     ($plugin:ty, name = $name:literal, version = $version:expr $(,)?) => {
+        $crate::export_plugin!(
+            $plugin,
+            name = $name,
+            version = $version,
+            description = env!("CARGO_PKG_DESCRIPTION"),
+        );
+    };
+    ($plugin:ty, name = $name:literal, version = $version:expr, description = $description:expr $(,)?) => {
         /// The Warden plugin entry point.
         #[allow(unsafe_code, reason = "the entry symbol must be unmangled")]
         #[unsafe(no_mangle)]
@@ -295,6 +310,7 @@ macro_rules! export_plugin {
                     check: Some($crate::sdk::check::<$plugin>),
                     free_buf: Some($crate::sdk::free_buf),
                     destroy: Some($crate::sdk::destroy::<$plugin>),
+                    description: $crate::__cstr!($description),
                 };
             &DESCRIPTOR
         }

@@ -66,6 +66,8 @@ pub struct Library {
     pub name: String,
     /// Plugin version from the descriptor.
     pub version: String,
+    /// One-line description (ABI 1.1 and later), possibly empty.
+    pub description: String,
     /// ABI version the plugin was built against, (major, minor).
     pub abi: (u16, u16),
     /// Where it was loaded from.
@@ -153,6 +155,12 @@ impl Library {
         )
         .ok_or(LoadError::Missing("a version"))?
         .map_err(|()| LoadError::Invalid("version"))?;
+        let description = read_str(
+            descriptor.description,
+            present(offset_of!(WardenPluginDescriptor, description), 8),
+        )
+        .and_then(Result::ok)
+        .unwrap_or_default();
         let vtable = VTable {
             create: descriptor
                 .create
@@ -169,6 +177,7 @@ impl Library {
         Ok(Library {
             name,
             version,
+            description,
             abi: (header.abi_major, header.abi_minor),
             path: path.to_owned(),
             vtable,

@@ -18,6 +18,7 @@ static DESCRIPTOR: WardenPluginDescriptor = WardenPluginDescriptor {
     check: None,
     free_buf: None,
     destroy: None,
+    description: std::ptr::null(),
 };
 
 /// The entry point, returning a descriptor with ABI major 2.
