@@ -2,5 +2,7 @@
 //! they produce.
 
 mod alert;
+mod sink;
 
 pub use alert::{Alert, AlertState, fingerprint};
+pub use sink::{AlertSink, LogSink};
