@@ -5,6 +5,9 @@
 //! word (`ok`, `warning`, `critical`, `unknown`) or a JSON object:
 //! `{"status": "ok", "message": "...", "sleep_ms": 0, "panic": false,
 //!   "metrics": [{"name": "x", "value": 1}]}`.
+//! `"crash": "segv" | "abort"` kills the process (for process isolation
+//! tests, never in-process); `"report_env": "NAME"` puts `NAME=value` (or
+//! `NAME unset`) in the message.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,6 +41,40 @@ struct Script {
     log: Option<String>,
     #[serde(default)]
     metrics: Vec<Metric>,
+    #[serde(default)]
+    crash: Option<Crash>,
+    #[serde(default)]
+    report_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Crash {
+    Segv,
+    Abort,
+}
+
+/// Kills the process the way a buggy plugin would.
+#[allow(unsafe_code, reason = "a deliberate null dereference for crash tests")]
+fn crash(how: Crash) -> ! {
+    // A deliberate crash must not leave core files wherever the test ran.
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads a valid, initialised struct.
+    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
+    match how {
+        Crash::Segv => {
+            // SAFETY: not sound, on purpose: this writes through a null
+            // pointer so the kernel kills the process with SIGSEGV, which is
+            // what process isolation tests need to observe.
+            unsafe { std::ptr::null_mut::<i32>().write_volatile(1) };
+            // Unreachable in practice; abort rather than return if it were not.
+            std::process::abort()
+        }
+        Crash::Abort => std::process::abort(),
+    }
 }
 
 impl Plugin for Scripted {
@@ -69,6 +106,8 @@ impl Plugin for Scripted {
                     panic: false,
                     log: None,
                     metrics: Vec::new(),
+                    crash: None,
+                    report_env: None,
                 },
                 Err(e) => return CheckResult::unknown(format!("bad script: {e}")),
             }
@@ -80,9 +119,18 @@ impl Plugin for Scripted {
         if script.panic {
             panic!("scripted panic");
         }
-        let message = script
-            .message
-            .unwrap_or_else(|| format!("scripted {}", script.status.as_str()));
+        if let Some(how) = script.crash {
+            crash(how);
+        }
+        let message = match &script.report_env {
+            Some(name) => match std::env::var(name) {
+                Ok(value) => format!("{name}={value}"),
+                Err(_) => format!("{name} unset"),
+            },
+            None => script
+                .message
+                .unwrap_or_else(|| format!("scripted {}", script.status.as_str())),
+        };
         CheckResult::new(script.status, message).with_metrics(script.metrics)
     }
 }
