@@ -6,6 +6,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod notify;
 pub mod plugin;
 pub mod scheduler;
 pub mod signals;

@@ -8,6 +8,7 @@
 
 mod diagnostic;
 mod duration;
+mod notify;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
 pub use duration::ConfigDuration;
+pub use notify::{NotifierConfig, NotifierKind, NotifyConfig, RouteConfig};
 pub use secret::Secret;
 
 /// The configuration used when none is given: the system check and HTTP on
@@ -60,6 +62,12 @@ pub struct Config {
     pub state: StateConfig,
     /// `[[check]]`, in file order.
     pub checks: Vec<CheckConfig>,
+    /// `[[notifier]]`, in file order.
+    pub notifiers: Vec<NotifierConfig>,
+    /// `[[route]]`, in file order.
+    pub routes: Vec<RouteConfig>,
+    /// `[notify]`.
+    pub notify: NotifyConfig,
     /// Every secret value resolved while loading, for redaction.
     pub secrets: Vec<String>,
 }
@@ -311,6 +319,9 @@ impl Config {
             state: StateConfig::default(),
             checks: Vec::new(),
             secrets: Vec::new(),
+            notifiers: Vec::new(),
+            routes: Vec::new(),
+            notify: NotifyConfig::default(),
         };
         for (key, value) in root.into_inner() {
             let span = key.span();
@@ -320,6 +331,9 @@ impl Config {
                 "log" => cx.section(value, &mut config.log),
                 "state" => cx.section(value, &mut config.state),
                 "check" => cx.checks(value, &mut config),
+                "notifier" => cx.notifiers(value, &mut config),
+                "route" => cx.routes(value, &mut config),
+                "notify" => cx.notify(value, &mut config),
                 other => cx.error(span, format!("unknown section `{other}`")),
             }
         }
@@ -327,6 +341,7 @@ impl Config {
             config.secrets.push(token.expose().to_owned());
         }
         cx.validate(&config);
+        cx.validate_routes(&config);
         (Some(config), Diagnostics(cx.diagnostics).sorted())
     }
 
