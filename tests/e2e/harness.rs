@@ -28,19 +28,8 @@ pub fn build_plugins() {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
-            .args(["build", "--quiet"])
-            .args([
-                "-p",
-                "warden-plugin-system",
-                "-p",
-                "warden-test-plugin-scripted",
-            ])
-            .args([
-                "-p",
-                "warden-test-plugin-no-entry",
-                "-p",
-                "warden-test-plugin-wrong-major",
-            ])
+            // The same build as scripts/test, so this is a no-op after it.
+            .args(["build", "--quiet", "--workspace"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo runs");
@@ -129,6 +118,16 @@ impl Daemon {
     /// Starts `warden run` with the config at `config` (or the embedded
     /// default when `None`) listening on `addr`, and waits for `/livez`.
     pub fn start(config: Option<&Path>, addr: &str, log_dir: &TempDir) -> Daemon {
+        Daemon::start_with_env(config, addr, log_dir, &[])
+    }
+
+    /// As [`Daemon::start`], with extra environment variables.
+    pub fn start_with_env(
+        config: Option<&Path>,
+        addr: &str,
+        log_dir: &TempDir,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let log = log_dir.path().join("warden.log");
         let mut command = Command::new(warden_bin());
         command.arg("run");
@@ -138,6 +137,7 @@ impl Daemon {
         let child = command
             .env_remove("WARDEN_CONFIG")
             .env("RUST_LOG", "info,warden=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()

@@ -27,6 +27,8 @@ pub struct Catalog {
     pub plugins: BTreeMap<String, Arc<Library>>,
     /// Every file considered, in scan order.
     pub found: Vec<Found>,
+    /// Plugin names provided by more than one file: (name, kept, refused).
+    pub duplicates: Vec<(String, PathBuf, PathBuf)>,
 }
 
 impl Catalog {
@@ -87,11 +89,16 @@ impl Catalog {
                     .map(Arc::new),
             };
             let outcome = outcome.and_then(|library| match self.plugins.get(&library.name) {
-                Some(first) => Err(format!(
-                    "plugin name {:?} is already provided by {}",
-                    library.name,
-                    first.path.display()
-                )),
+                Some(first) => {
+                    let kept = first.path.clone();
+                    self.duplicates
+                        .push((library.name.clone(), kept.clone(), path.clone()));
+                    Err(format!(
+                        "plugin name {:?} is already provided by {}",
+                        library.name,
+                        kept.display()
+                    ))
+                }
                 None => {
                     self.plugins
                         .insert(library.name.clone(), Arc::clone(&library));

@@ -187,11 +187,21 @@ unsafe extern "C" fn host_log(ctx: *mut c_void, level: u32, msg: *const u8, len:
         let text = text.trim_end();
         let (check, plugin) = (cx.check.as_str(), cx.plugin.as_str());
         match level {
-            WARDEN_LOG_ERROR => tracing::error!(target: "warden::plugin", check, plugin, "{text}"),
-            WARDEN_LOG_WARN => tracing::warn!(target: "warden::plugin", check, plugin, "{text}"),
-            WARDEN_LOG_INFO => tracing::info!(target: "warden::plugin", check, plugin, "{text}"),
-            WARDEN_LOG_DEBUG => tracing::debug!(target: "warden::plugin", check, plugin, "{text}"),
-            _ => tracing::trace!(target: "warden::plugin", check, plugin, "{text}"),
+            WARDEN_LOG_ERROR => {
+                tracing::error!(target: "warden::plugin", check = %check, plugin = %plugin, "{text}")
+            }
+            WARDEN_LOG_WARN => {
+                tracing::warn!(target: "warden::plugin", check = %check, plugin = %plugin, "{text}")
+            }
+            WARDEN_LOG_INFO => {
+                tracing::info!(target: "warden::plugin", check = %check, plugin = %plugin, "{text}")
+            }
+            WARDEN_LOG_DEBUG => {
+                tracing::debug!(target: "warden::plugin", check = %check, plugin = %plugin, "{text}")
+            }
+            _ => {
+                tracing::trace!(target: "warden::plugin", check = %check, plugin = %plugin, "{text}")
+            }
         }
     }));
 }

@@ -20,9 +20,12 @@ pub fn init(config: &LogConfig) {
                 .and_then(|spec| EnvFilter::try_new(spec).ok())
         })
         .unwrap_or_else(|| EnvFilter::new("info"));
+    // Colours only for a person at a terminal, never into files or journald.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let _ = match (config.format, under_journal) {
         (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),

@@ -1,0 +1,309 @@
+//! The plugin platform: a C plugin, ABI minor versions on either side,
+//! deadlines, panics, plugin logs and duplicate names.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{Daemon, TempDir, plugin_dir, warden};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn check_block(name: &str, plugin: &str, interval: &str, timeout: &str, config: &str) -> String {
+    format!(
+        "[[check]]\nname = \"{name}\"\nplugin = \"{plugin}\"\ninterval = \"{interval}\"\n\
+         timeout = \"{timeout}\"\n[check.config]\n{config}\n\n"
+    )
+}
+
+fn config(plugins: &Path, checks: &str) -> String {
+    format!(
+        "[server]\nlisten = \"{{addr}}\"\n[plugins]\ndir = \"{}\"\nbeside_executable = false\n\n{checks}",
+        plugins.display()
+    )
+}
+
+fn check(daemon: &Daemon, name: &str) -> serde_json::Value {
+    daemon.get(&format!("/checks/{name}")).json()
+}
+
+#[test]
+fn the_c_example_plugin_runs_as_a_real_check() {
+    let dir = TempDir::new("c-plugin");
+    let plugins = plugin_dir(&dir, &[]);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-api/examples/c/file_age.c");
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-api/include");
+    let built = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args([
+            "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-I",
+        ])
+        .arg(&include)
+        .arg("-o")
+        .arg(plugins.join("libwarden_file_age.so"))
+        .arg(&source)
+        .output()
+        .expect("cc runs");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let fresh = dir.write("fresh-marker", "done");
+    let checks = check_block(
+        "backup",
+        "file_age",
+        "200ms",
+        "100ms",
+        &format!("path = \"{}\"\nmax_age_seconds = 3600", fresh.display()),
+    ) + &check_block(
+        "gone",
+        "file_age",
+        "200ms",
+        "100ms",
+        &format!("path = \"{}\"", dir.path().join("missing").display()),
+    );
+    let mut daemon = Daemon::with_config(&dir, &config(&plugins, &checks));
+    daemon.wait_until("both checks ran", WAIT, |d| {
+        check(d, "backup")["result"] == "ok" && check(d, "gone")["result"] == "critical"
+    });
+    let backup = check(&daemon, "backup");
+    assert_eq!(backup["metrics"][0]["name"], "file_age_seconds");
+    assert!(
+        check(&daemon, "gone")["message"]
+            .as_str()
+            .unwrap()
+            .contains("No such file")
+    );
+    assert!(
+        daemon
+            .get("/metrics")
+            .body
+            .contains("warden_file_age_file_age_seconds{check=\"backup\",plugin=\"file_age\"}")
+    );
+    let log = daemon.log();
+    assert!(
+        log.contains("file missing") && log.contains("check=gone"),
+        "{log}"
+    );
+
+    let listing = warden(&[
+        "plugins",
+        "--config",
+        dir.path().join("warden.toml").to_str().unwrap(),
+    ]);
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.contains("file_age") && listing.contains("abi 1.1"),
+        "{listing}"
+    );
+
+    let bad = dir.write(
+        "bad.toml",
+        config(
+            &plugins,
+            &check_block("b", "file_age", "1s", "1s", "max_age_seconds = -1"),
+        ),
+    );
+    let output = warden(&["check-config", "--config", bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("`path` is required"));
+}
+
+#[test]
+fn plugins_of_older_and_newer_minor_versions_load_and_run() {
+    let dir = TempDir::new("minors");
+    let plugins = plugin_dir(&dir, &["warden_test_old_minor", "warden_test_new_minor"]);
+    let checks = check_block("old", "old-minor", "200ms", "100ms", "")
+        + &check_block("new", "new-minor", "200ms", "100ms", "");
+    let mut daemon = Daemon::with_config(&dir, &config(&plugins, &checks));
+    daemon.wait_until("ready", WAIT, |d| d.get("/readyz").status == 200);
+    assert_eq!(
+        check(&daemon, "old")["message"],
+        "ABI 1.0 plugin ran on host ABI 1.1"
+    );
+    assert_eq!(
+        check(&daemon, "new")["message"],
+        "ABI 1.9 plugin ran on host ABI 1.1"
+    );
+
+    let listing = warden(&[
+        "plugins",
+        "--config",
+        dir.path().join("warden.toml").to_str().unwrap(),
+    ]);
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let line = |name: &str| {
+        listing
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("old-minor").contains("abi 1.0"), "{listing}");
+    assert!(line("new-minor").contains("abi 1.9"), "{listing}");
+}
+
+#[test]
+fn a_stuck_call_times_out_at_its_deadline_and_blocks_only_its_own_check() {
+    let dir = TempDir::new("deadline");
+    let plugins = plugin_dir(&dir, &["warden_test_scripted"]);
+    let slow = dir.write(
+        "slow.script",
+        r#"{"status": "ok", "sleep_ms": 4000, "log": "slow call started"}"#,
+    );
+    let fast = dir.write("fast.script", "ok");
+    let checks = check_block(
+        "slow",
+        "scripted",
+        "300ms",
+        "200ms",
+        &format!("file = \"{}\"", slow.display()),
+    ) + &check_block(
+        "fast",
+        "scripted",
+        "100ms",
+        "100ms",
+        &format!("file = \"{}\"", fast.display()),
+    );
+    let mut daemon = Daemon::with_config(&dir, &config(&plugins, &checks));
+
+    daemon.wait_until("the slow check timed out", WAIT, |d| {
+        check(d, "slow")["result"] == "timeout"
+    });
+    let first = check(&daemon, "slow");
+    let duration = first["duration_ms"].as_f64().unwrap();
+    assert!(
+        duration < 3000.0,
+        "timeout reported at the deadline, not when the call returned: {first}"
+    );
+    assert_eq!(first["reason"], "timeout");
+
+    // While the call is stuck, later runs are refused without calling the plugin.
+    daemon.wait_until("a refused run", WAIT, |d| {
+        check(d, "slow")["message"]
+            .as_str()
+            .unwrap()
+            .contains("previous run has not returned")
+    });
+    let fast_runs = |d: &Daemon| check(d, "fast")["history"].as_array().unwrap().len();
+    let before = fast_runs(&daemon);
+    daemon.wait_until("the fast check keeps running", WAIT, |d| {
+        fast_runs(d) >= (before + 5).min(20)
+    });
+    assert_eq!(check(&daemon, "fast")["status"], "healthy");
+    assert_eq!(daemon.get("/livez").status, 200);
+    assert_eq!(
+        daemon.log().matches("slow call started").count(),
+        1,
+        "the stuck instance got a second call"
+    );
+    assert_eq!(
+        daemon.get("/readyz").status,
+        503,
+        "a timing-out critical check is not ready"
+    );
+}
+
+#[test]
+fn a_panicking_plugin_yields_an_error_with_the_message() {
+    let dir = TempDir::new("panic");
+    let plugins = plugin_dir(&dir, &["warden_test_scripted"]);
+    let script = dir.write("p.script", r#"{"status": "ok", "panic": true}"#);
+    let checks = check_block(
+        "p",
+        "scripted",
+        "200ms",
+        "100ms",
+        &format!("file = \"{}\"", script.display()),
+    );
+    let mut daemon = Daemon::with_config(&dir, &config(&plugins, &checks));
+    daemon.wait_until("an error", WAIT, |d| check(d, "p")["result"] == "error");
+    let result = check(&daemon, "p");
+    assert!(
+        result["message"]
+            .as_str()
+            .unwrap()
+            .contains("panicked: scripted panic"),
+        "{result}"
+    );
+    assert_eq!(daemon.get("/livez").status, 200);
+
+    std::fs::write(&script, "ok").unwrap();
+    daemon.wait_until("recovered", WAIT, |d| check(d, "p")["status"] == "healthy");
+}
+
+#[test]
+fn plugin_log_lines_reach_the_daemon_log_with_check_and_plugin() {
+    let dir = TempDir::new("logs");
+    let plugins = plugin_dir(&dir, &["warden_test_scripted"]);
+    let script = dir.write(
+        "l.script",
+        r#"{"status": "ok", "log": "hello from the plugin"}"#,
+    );
+    let checks = check_block(
+        "talker",
+        "scripted",
+        "200ms",
+        "100ms",
+        &format!("file = \"{}\"", script.display()),
+    );
+    let mut daemon = Daemon::with_config(&dir, &config(&plugins, &checks));
+    daemon.wait_until("a log line", WAIT, |d| {
+        d.log().contains("hello from the plugin")
+    });
+    let log = daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("hello from the plugin"))
+        .unwrap();
+    assert!(
+        line.contains("INFO") && line.contains("check=talker") && line.contains("plugin=scripted"),
+        "{line}"
+    );
+}
+
+#[test]
+fn two_plugins_with_one_name_are_an_error_naming_both_paths() {
+    let dir = TempDir::new("dupes");
+    let first = plugin_dir(&dir, &["warden_test_scripted"]);
+    let second = dir.path().join("more");
+    std::fs::create_dir_all(&second).unwrap();
+    std::fs::copy(
+        first.join("libwarden_test_scripted.so"),
+        second.join("libwarden_scripted_copy.so"),
+    )
+    .unwrap();
+    let config = dir.write(
+        "d.toml",
+        format!(
+            "[plugins]\ndir = [\"{}\", \"{}\"]\nbeside_executable = false\n",
+            first.display(),
+            second.display()
+        ),
+    );
+    let listing = warden(&["plugins", "--config", config.to_str().unwrap()]);
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let refused = listing
+        .lines()
+        .find(|l| l.contains("libwarden_scripted_copy.so"))
+        .expect(&listing);
+    assert!(
+        refused.contains("refused")
+            && refused.contains("plugin name \"scripted\" is already provided by")
+            && refused.contains(
+                &first
+                    .join("libwarden_test_scripted.so")
+                    .display()
+                    .to_string()
+            ),
+        "{listing}"
+    );
+    let output = warden(&["check-config", "--config", config.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("plugin name \"scripted\" is provided by both"),
+        "{stderr}"
+    );
+}
