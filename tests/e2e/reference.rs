@@ -1,0 +1,101 @@
+//! The reference situation of config/warden.toml against real servers: a
+//! private PostgreSQL, a private Redis and a local JWKS endpoint, so the test
+//! can stop and break them without touching the machine's own services.
+
+use std::time::{Duration, Instant};
+
+use warden_test_support::http::{HttpServer, Response};
+use warden_test_support::postgres::PgServer;
+use warden_test_support::redis::RedisServer;
+
+use crate::harness::{Daemon, TempDir, target_dir};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The RSA public key from RFC 7517 appendix A.1, as identity providers
+/// publish their signing keys.
+const JWKS: &str = r#"{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"2011-04-29","e":"AQAB",
+"n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}]}"#;
+
+/// config/warden.toml with its addresses pointed at the private servers and
+/// its intervals shortened so the test runs in seconds.
+fn reference_config(pg: &PgServer, redis: &RedisServer, jwks: &HttpServer) -> String {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/warden.toml"))
+        .expect("reference config");
+    let mut config: toml::Table = text.parse().expect("reference config is TOML");
+    config["server"]["listen"] = "{addr}".into();
+    config["plugins"]["dir"] = target_dir().display().to_string().into();
+    config["plugins"]["beside_executable"] = false.into();
+    for check in config["check"].as_array_mut().unwrap() {
+        let check = check.as_table_mut().unwrap();
+        check.insert("interval".into(), "500ms".into());
+        check.insert("timeout".into(), "400ms".into());
+        let settings = check["config"].as_table_mut().unwrap();
+        match check["name"].as_str().unwrap() {
+            "db" => {
+                settings.insert("port".into(), i64::from(pg.port()).into());
+            }
+            "cache" => {
+                settings.insert("url".into(), format!("redis://127.0.0.1:{}/0", redis.port()).into());
+            }
+            "auth" => {
+                settings.insert("url".into(), jwks.url("/.well-known/jwks.json").into());
+            }
+            _ => {}
+        }
+    }
+    toml::to_string(&config).unwrap()
+}
+
+#[test]
+fn the_reference_config_watches_real_servers() {
+    crate::harness::build_plugins();
+    let dir = TempDir::new("reference");
+    let pg = PgServer::start();
+    let mut redis = RedisServer::start().expect("redis-server starts");
+    let jwks = HttpServer::start().expect("http server starts");
+    jwks.route("/.well-known/jwks.json", Response::json(JWKS));
+
+    let mut daemon = Daemon::with_config(&dir, &reference_config(&pg, &redis, &jwks));
+    let host = |d: &Daemon| {
+        let r = d.get("/health");
+        (r.status, r.json())
+    };
+    daemon.wait_until("all four checks healthy", WAIT, |d| host(d).1["status"] == "healthy");
+    let (code, body) = host(&daemon);
+    assert_eq!(code, 200);
+    for check in ["db", "cache", "auth", "system"] {
+        assert_eq!(body["checks"][check]["status"], "healthy", "{body}");
+    }
+    let metrics = daemon.get("/metrics").body;
+    for series in ["warden_postgres_", "warden_redis_", "warden_jwks_", "warden_system_"] {
+        assert!(metrics.contains(series), "no {series} metrics");
+    }
+
+    // The auth server failing only degrades the host.
+    jwks.route("/.well-known/jwks.json", Response::new(500).body("upstream down"));
+    daemon.wait_until("degraded", WAIT, |d| host(d).1["status"] == "degraded");
+    assert_eq!(host(&daemon).0, 200);
+    assert_eq!(daemon.get("/readyz").status, 200);
+    jwks.route("/.well-known/jwks.json", Response::json(JWKS));
+    daemon.wait_until("healthy again", WAIT, |d| host(d).1["status"] == "healthy");
+
+    // Stopping Redis makes the host unhealthy on the first failed run.
+    let runs_before = daemon.get("/checks/cache").json()["history"].as_array().unwrap().len();
+    let stopped = Instant::now();
+    redis.stop();
+    daemon.wait_until("unhealthy", WAIT, |d| host(d).0 == 503);
+    let detected = stopped.elapsed();
+    let cache = daemon.get("/checks/cache").json();
+    assert_eq!(cache["status"], "unhealthy");
+    assert_eq!(cache["reason"], "refused", "{cache}");
+    let history = cache["history"].as_array().unwrap();
+    let failures = history.iter().take_while(|h| h["outcome"] != "ok").count();
+    assert!(failures <= 2, "unhealthy only after {failures} failed runs (fall = 1): {cache}");
+    assert!(history.len() >= runs_before.min(19), "history kept");
+    assert_eq!(host(&daemon).1["status"], "unhealthy");
+    let readyz = daemon.get("/readyz");
+    assert_eq!(readyz.status, 503);
+    assert!(readyz.body.contains("cache: failing"), "{}", readyz.body);
+    eprintln!("detection after stopping redis: {detected:?} (interval 500ms, timeout 400ms)");
+}
