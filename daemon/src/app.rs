@@ -12,6 +12,7 @@ use crate::http::{self, AppState};
 use crate::plugin::{Catalog, Instance, search_dirs};
 use crate::scheduler::{InProcess, Runner, Scheduled, Scheduler};
 use crate::status::{Board, CheckSpec};
+use crate::store::Store;
 use crate::telemetry::Metrics;
 
 /// Scans the plugin directories named by `config`.
@@ -62,6 +63,24 @@ pub fn validate_checks(config: &Config, catalog: &Catalog) -> Result<(), Diagnos
     }
 }
 
+/// Opens the state database in `[state] dir`, else in `$STATE_DIRECTORY`
+/// (systemd's `StateDirectory=`), else in memory, saying that state will not
+/// survive a restart.
+pub fn open_store(config: &Config) -> Store {
+    let dir = config.state.dir.clone().or_else(|| {
+        let from_env = std::env::var_os("STATE_DIRECTORY")?;
+        std::env::split_paths(&from_env).next()
+    });
+    if let Some(dir) = &dir {
+        match Store::open(Some(dir)) {
+            Ok(store) => return store,
+            Err(error) => tracing::error!(%error, "state database unavailable"),
+        }
+    }
+    tracing::warn!("no usable state directory: alert state is kept in memory and lost at restart");
+    Store::open(None).expect("an in-memory database always opens")
+}
+
 /// Runs the daemon on `listener` until `shutdown` resolves.
 ///
 /// A check whose plugin is missing or refuses its config does not stop the
@@ -84,9 +103,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let board = Board::new(scheduled.iter().map(|s| s.spec.clone()));
     let metrics = Metrics::new(Arc::clone(&board));
     let scheduler = Scheduler::start(scheduled, Arc::clone(&board), metrics.clone());
+    let store = open_store(&config);
+    let (rules, alerts) = crate::alerting::wiring::start(
+        &config,
+        Arc::clone(&board),
+        &metrics,
+        &store,
+        Arc::new(crate::alerting::LogSink),
+    );
     let state = AppState {
         board,
         metrics,
+        alerts,
         degraded_status: StatusCode::from_u16(config.server.degraded_status)
             .unwrap_or(StatusCode::OK),
     };
@@ -101,5 +129,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     http::serve(listener, state, shutdown).await;
     tracing::info!("stopping checks");
     scheduler.stop().await;
+    if let Some(rules) = rules {
+        rules.stop().await;
+    }
     tracing::info!("warden stopped");
 }

@@ -28,4 +28,20 @@ pub enum Command {
     CheckConfig,
     /// List the plugin libraries found, and why any was refused.
     Plugins,
+    /// Alert rules: export them for Prometheus, or run rule unit tests.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// `warden rules ...`.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Print the config's rules as a Prometheus rule file (YAML).
+    Export,
+    /// Run rule unit tests written in `promtool test rules` format.
+    Test {
+        /// Test files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Run => run(cli.config.as_deref()),
         Command::CheckConfig => check_config(cli.config.as_deref()),
         Command::Plugins => plugins(cli.config.as_deref()),
+        Command::Rules(command) => warden::alerting::cli::rules(&command, cli.config.as_deref()),
     }
 }
 
@@ -40,7 +41,15 @@ fn check_config(path: Option<&std::path::Path>) -> ExitCode {
         eprintln!("{}", diagnostics.sorted());
         return ExitCode::from(EXIT_CONFIG);
     }
-    println!("{}: ok, {} check(s)", config.origin, config.checks.len());
+    for warning in warden::alerting::lint::warnings(&config) {
+        eprintln!("{warning}");
+    }
+    println!(
+        "{}: ok, {} check(s), {} rule(s)",
+        config.origin,
+        config.checks.len(),
+        config.alerting.rules.len()
+    );
     ExitCode::SUCCESS
 }
 

@@ -62,6 +62,8 @@ pub struct Config {
     pub state: StateConfig,
     /// `[[check]]`, in file order.
     pub checks: Vec<CheckConfig>,
+    /// `[alerting]`, `[[rule]]` and the rules of `rule_files`.
+    pub alerting: crate::alerting::AlertingConfig,
     /// `[[notifier]]`, in file order.
     pub notifiers: Vec<NotifierConfig>,
     /// `[[route]]`, in file order.
@@ -318,6 +320,7 @@ impl Config {
             log: LogConfig::default(),
             state: StateConfig::default(),
             checks: Vec::new(),
+            alerting: crate::alerting::AlertingConfig::default(),
             secrets: Vec::new(),
             notifiers: Vec::new(),
             routes: Vec::new(),
@@ -331,6 +334,12 @@ impl Config {
                 "log" => cx.section(value, &mut config.log),
                 "state" => cx.section(value, &mut config.state),
                 "check" => cx.checks(value, &mut config),
+                key @ ("alerting" | "rule" | "rule_files") => {
+                    let (text, origin) = (cx.text, cx.origin);
+                    config
+                        .alerting
+                        .read_key(key, value, text, origin, &mut cx.diagnostics);
+                }
                 "notifier" => cx.notifiers(value, &mut config),
                 "route" => cx.routes(value, &mut config),
                 "notify" => cx.notify(value, &mut config),
@@ -340,6 +349,7 @@ impl Config {
         if let Some(token) = &config.server.admin_token {
             config.secrets.push(token.expose().to_owned());
         }
+        config.alerting.finish(&origin, &mut cx.diagnostics);
         cx.validate(&config);
         cx.validate_routes(&config);
         (Some(config), Diagnostics(cx.diagnostics).sorted())

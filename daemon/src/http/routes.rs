@@ -6,6 +6,7 @@
 //!   client asks for it in `Accept`.
 //! - `GET /health/detailed`: the above plus host resources and the daemon.
 //! - `GET /checks`, `GET /checks/{name}`: latest results, metrics, history.
+//! - `GET /alerts`: pending and firing alerts of the rules.
 //! - `GET /metrics`: Prometheus text format 0.0.4.
 
 use std::convert::Infallible;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub board: Arc<Board>,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// Pending and firing alerts as of the latest rule evaluation.
+    pub alerts: crate::alerting::ActiveAlerts,
     /// HTTP status of `/health` while degraded.
     pub degraded_status: StatusCode,
 }
@@ -66,6 +69,10 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(get)
         .and(state.clone())
         .map(check);
+    let alerts = warp::path!("alerts")
+        .and(get)
+        .and(state.clone())
+        .map(active_alerts);
     let prometheus = warp::path!("metrics")
         .and(get)
         .and(state)
@@ -81,6 +88,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(checks)
         .unify()
         .or(check)
+        .unify()
+        .or(alerts)
         .unify()
         .or(prometheus)
         .unify()
@@ -101,6 +110,7 @@ fn route_template(path: &str) -> &'static str {
         "/health/detailed" => "/health/detailed",
         "/checks" => "/checks",
         "/metrics" => "/metrics",
+        "/alerts" => "/alerts",
         p if p.starts_with("/checks/") => "/checks/{name}",
         _ => "other",
     }
@@ -303,6 +313,11 @@ fn check(name: String, state: AppState) -> Response {
             &json!({"error": format!("no check named {name:?}")}),
         ),
     }
+}
+
+fn active_alerts(state: AppState) -> Response {
+    let body = crate::alerting::alerts_json(&state.alerts.snapshot());
+    json_reply(StatusCode::OK, &body)
 }
 
 fn prometheus_text(state: AppState) -> Response {

@@ -130,6 +130,16 @@ impl Metrics {
         }
     }
 
+    /// Every metric family, exactly what `/metrics` shows (alert rules read it).
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        self.registry.gather()
+    }
+
+    /// Adds a collector owned elsewhere (e.g. the rule engine's metrics).
+    pub fn register(&self, collector: Box<dyn Collector>) -> prometheus::Result<()> {
+        self.registry.register(collector)
+    }
+
     /// The text exposition format 0.0.4.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
