@@ -9,6 +9,7 @@ use warp::http::StatusCode;
 
 use crate::config::{CheckConfig, Config, Diagnostic, Diagnostics, Isolation};
 use crate::http::{self, AppState};
+use crate::isolation::{ChildSpec, Process, SELF_EXE};
 use crate::plugin::{Catalog, Instance, search_dirs};
 use crate::scheduler::{InProcess, Runner, Scheduled, Scheduler};
 use crate::status::{Board, CheckSpec};
@@ -23,27 +24,49 @@ pub fn catalog(config: &Config) -> Catalog {
     ))
 }
 
-/// Creates the instance behind one check.
+/// Creates the runner behind one check: an instance here, or for
+/// `isolation = "process"` a child started on the first run, so the plugin's
+/// code never runs in the daemon (its config is checked in the child then).
 fn prepare(catalog: &Catalog, check: &CheckConfig) -> Result<Runner, String> {
+    if check.isolation == Isolation::Process {
+        let library = catalog
+            .get(&check.plugin)
+            .ok_or_else(|| catalog.missing_reason(&check.plugin))?;
+        return Ok(Runner::Process(Process::new(ChildSpec {
+            program: SELF_EXE.into(),
+            library: library.path.clone(),
+            plugin: check.plugin.clone(),
+            check: check.name.clone(),
+            config: check.config.clone(),
+        })));
+    }
+    Ok(Runner::InProcess(InProcess::new(create_instance(
+        catalog, check,
+    )?)))
+}
+
+/// Creates the plugin instance of one check in this process.
+fn create_instance(catalog: &Catalog, check: &CheckConfig) -> Result<Instance, String> {
     let library = catalog
         .get(&check.plugin)
         .ok_or_else(|| catalog.missing_reason(&check.plugin))?;
-    if check.isolation == Isolation::Process {
-        return Err("isolation = \"process\" is not available in this version".to_owned());
-    }
-    let instance = Instance::create(Arc::clone(library), &check.name, &check.config)
-        .map_err(|e| format!("plugin {:?} rejected its config: {e}", check.plugin))?;
-    Ok(Runner::InProcess(InProcess::new(instance)))
+    Instance::create(Arc::clone(library), &check.name, &check.config)
+        .map_err(|e| format!("plugin {:?} rejected its config: {e}", check.plugin))
 }
 
 /// Validates every check against the plugins found, as `check-config` does:
 /// each plugin creates an instance from its section and may refuse it.
+///
+/// Process-isolated checks are created in this process too: `create` only
+/// parses and validates the config (a panic there is caught by the SDK),
+/// `check-config` is a short-lived tool whose crash harms no running check,
+/// and a child per check would be slower without validating anything more.
 pub fn validate_checks(config: &Config, catalog: &Catalog) -> Result<(), Diagnostics> {
     let errors: Vec<Diagnostic> = config
         .checks
         .iter()
         .filter_map(|check| {
-            let error = prepare(catalog, check).err()?;
+            let error = create_instance(catalog, check).err()?;
             let position = if catalog.get(&check.plugin).is_some() {
                 check.config_position
             } else {

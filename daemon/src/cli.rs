@@ -28,6 +28,14 @@ pub enum Command {
     CheckConfig,
     /// List the plugin libraries found, and why any was refused.
     Plugins,
+    /// Internal: serve one plugin library to the daemon over stdin/stdout
+    /// (`isolation = "process"`); see `warden::isolation::protocol`.
+    #[command(hide = true)]
+    PluginHost {
+        /// The plugin library to load.
+        #[arg(long, value_name = "PATH")]
+        library: std::path::PathBuf,
+    },
     /// Alert rules: export them for Prometheus, or run rule unit tests.
     #[command(subcommand)]
     Rules(RulesCommand),

@@ -6,6 +6,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod isolation;
 pub mod notify;
 pub mod plugin;
 pub mod scheduler;

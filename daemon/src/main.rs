@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Run => run(cli.config.as_deref()),
         Command::CheckConfig => check_config(cli.config.as_deref()),
         Command::Plugins => plugins(cli.config.as_deref()),
+        Command::PluginHost { library } => warden::isolation::serve(&library),
         Command::Rules(command) => warden::alerting::cli::rules(&command, cli.config.as_deref()),
     }
 }

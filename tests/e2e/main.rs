@@ -8,4 +8,5 @@
 #![allow(unreachable_pub, reason = "test modules share helpers")]
 
 mod harness;
+mod isolation;
 mod skeleton;

@@ -21,6 +21,8 @@ use crate::status::{Outcome, RunRecord};
 pub enum Runner {
     /// An instance in this process.
     InProcess(InProcess),
+    /// An instance in a child process (`isolation = "process"`).
+    Process(crate::isolation::Process),
     /// The check cannot run; every run reports this error.
     Broken(String),
 }
@@ -32,6 +34,7 @@ impl Runner {
         let started = Instant::now();
         match self {
             Runner::InProcess(runner) => runner.run(timeout, started_at, started).await,
+            Runner::Process(runner) => runner.run(timeout, started_at, started).await,
             Runner::Broken(message) => RunRecord::failed(
                 Outcome::Error,
                 Reason::Error,
