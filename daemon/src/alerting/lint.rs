@@ -27,6 +27,8 @@ const DAEMON_SERIES: &[&str] = &[
     "warden_rule_samples_dropped_total",
     "warden_rule_evaluation_failures_total",
     "warden_alerts",
+    "warden_notifications_total",
+    "warden_outbox_entries",
     "process_cpu_seconds_total",
     "process_open_fds",
     "process_max_fds",
@@ -35,9 +37,6 @@ const DAEMON_SERIES: &[&str] = &[
     "process_start_time_seconds",
     "process_threads",
 ];
-
-/// Name prefixes of daemon metrics defined by the notification side.
-const DAEMON_PREFIXES: &[&str] = &["warden_notification", "warden_notify", "warden_outbox"];
 
 /// One warning per selector that cannot match, at the rule's `expr`.
 pub fn warnings(config: &Config) -> Vec<Diagnostic> {
@@ -48,7 +47,6 @@ pub fn warnings(config: &Config) -> Vec<Diagnostic> {
         .collect();
     let known = |name: &str| {
         DAEMON_SERIES.contains(&name)
-            || DAEMON_PREFIXES.iter().any(|p| name.starts_with(p))
             || plugins.iter().any(|p| name.starts_with(p.as_str()))
     };
     let mut out = Vec::new();
