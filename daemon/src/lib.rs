@@ -14,3 +14,5 @@ pub mod signals;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod systemd;
+pub mod reload;

@@ -34,6 +34,13 @@ pub struct Catalog {
 impl Catalog {
     /// Scans `dirs` in order, loading every library file in them.
     pub fn scan(dirs: &[PathBuf]) -> Catalog {
+        Catalog::rescan(dirs, &Catalog::default())
+    }
+
+    /// Scans again for a reload: a library whose file is unchanged since
+    /// `previous` loaded it is reused as is (its instances live on); a
+    /// changed file is loaded afresh from a private copy.
+    pub fn rescan(dirs: &[PathBuf], previous: &Catalog) -> Catalog {
         let mut catalog = Catalog::default();
         let mut seen_dirs = Vec::new();
         for dir in dirs {
@@ -42,7 +49,7 @@ impl Catalog {
                 continue;
             }
             seen_dirs.push(canonical);
-            catalog.scan_dir(dir);
+            catalog.scan_dir(dir, previous);
         }
         catalog
     }
@@ -62,7 +69,7 @@ impl Catalog {
         }
     }
 
-    fn scan_dir(&mut self, dir: &Path) {
+    fn scan_dir(&mut self, dir: &Path, previous: &Catalog) {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(error) => {
@@ -84,9 +91,7 @@ impl Catalog {
                 .or_else(|| unsafe_permissions(&path))
             {
                 Some(why) => Err(why),
-                None => Library::open(&path)
-                    .map_err(|e| e.to_string())
-                    .map(Arc::new),
+                None => load(&path, previous),
             };
             let outcome = outcome.and_then(|library| match self.plugins.get(&library.name) {
                 Some(first) => {
@@ -111,6 +116,23 @@ impl Catalog {
             self.found.push(Found { path, outcome });
         }
     }
+}
+
+/// Loads `path`, reusing what `previous` loaded from it if the file is the same.
+fn load(path: &Path, previous: &Catalog) -> Result<Arc<Library>, String> {
+    let loaded_before = previous
+        .found
+        .iter()
+        .find(|f| f.path == path)
+        .and_then(|f| f.outcome.as_ref().ok());
+    let fresh = match loaded_before {
+        None => Library::open(path),
+        Some(library) => match super::library::FileIdentity::of(path) {
+            Ok(identity) if identity == library.identity => return Ok(Arc::clone(library)),
+            _ => Library::open_fresh(path),
+        },
+    };
+    fresh.map(Arc::new).map_err(|e| e.to_string())
 }
 
 /// Why `path` may not be trusted: writable by someone other than its owner

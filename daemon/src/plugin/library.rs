@@ -72,18 +72,68 @@ pub struct Library {
     pub abi: (u16, u16),
     /// Where it was loaded from.
     pub path: PathBuf,
+    /// The file as it was when loaded, to tell a changed file on reload.
+    pub identity: FileIdentity,
     pub(crate) vtable: VTable,
     // Dropped last: unloading the code is only sound once nothing can call it.
     _library: libloading::Library,
+    // Keeps the private copy of a reloaded file (and so its name) alive.
+    _copy: Option<std::fs::File>,
+}
+
+/// What tells one version of a file from another without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified_ns: i128,
+}
+
+impl FileIdentity {
+    /// The identity of the file at `path` now.
+    pub fn of(path: &Path) -> std::io::Result<FileIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)?;
+        Ok(FileIdentity {
+            device: meta.dev(),
+            inode: meta.ino(),
+            size: meta.size(),
+            modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })
+    }
 }
 
 impl Library {
     /// Opens `path` and validates it as a Warden plugin.
     pub fn open(path: &Path) -> Result<Library, LoadError> {
+        let identity = FileIdentity::of(path).map_err(|e| LoadError::NotLoadable(e.to_string()))?;
+        Library::load(path, path, identity, None)
+    }
+
+    /// Opens a private copy of `path`. The dynamic loader hands back an
+    /// already loaded library for a path (or an inode) it has seen, so a
+    /// file replaced at the same path would otherwise keep running its old
+    /// code; a fresh anonymous copy always loads what is on disk now.
+    pub fn open_fresh(path: &Path) -> Result<Library, LoadError> {
+        let not_loadable = |e: std::io::Error| LoadError::NotLoadable(e.to_string());
+        let identity = FileIdentity::of(path).map_err(not_loadable)?;
+        let bytes = std::fs::read(path).map_err(not_loadable)?;
+        let copy = anonymous_copy(&bytes).map_err(not_loadable)?;
+        let fd_path = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&copy)));
+        Library::load(&fd_path, path, identity, Some(copy))
+    }
+
+    fn load(
+        load_path: &Path,
+        path: &Path,
+        identity: FileIdentity,
+        copy: Option<std::fs::File>,
+    ) -> Result<Library, LoadError> {
         // SAFETY: loading a library runs its initialisers. Plugins come only
         // from directories the operator configured, and the registry refuses
         // files others could have written; that trust is the contract.
-        let library = unsafe { libloading::Library::new(path) }
+        let library = unsafe { libloading::Library::new(load_path) }
             .map_err(|e| LoadError::NotLoadable(one_line(&error_chain(&e))))?;
 
         // SAFETY: the symbol's type is fixed by the ABI; a library that
@@ -126,17 +176,17 @@ impl Library {
         // fields past its size read as null (absent), extra fields of a newer
         // minor are never touched.
         let known = size_of::<WardenPluginDescriptor>();
-        let mut copy = std::mem::MaybeUninit::<WardenPluginDescriptor>::zeroed();
+        let mut zeroed = std::mem::MaybeUninit::<WardenPluginDescriptor>::zeroed();
         // SAFETY: the plugin guarantees `declared` readable bytes at `raw`; we
         // copy at most `known` of them into a buffer of exactly `known` bytes.
         // All-zero bytes are a valid descriptor (null pointers, `None`s).
         let descriptor = unsafe {
             std::ptr::copy_nonoverlapping(
                 raw.cast::<u8>(),
-                copy.as_mut_ptr().cast::<u8>(),
+                zeroed.as_mut_ptr().cast::<u8>(),
                 declared.min(known),
             );
-            copy.assume_init()
+            zeroed.assume_init()
         };
 
         let present = |offset: usize, size: usize| offset + size <= declared;
@@ -181,9 +231,27 @@ impl Library {
             abi: (header.abi_major, header.abi_minor),
             path: path.to_owned(),
             vtable,
+            identity,
             _library: library,
+            _copy: copy,
         })
     }
+}
+
+/// An anonymous, sealed-off in-memory file holding `bytes`.
+fn anonymous_copy(bytes: &[u8]) -> std::io::Result<std::fs::File> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns
+    // a new descriptor we own, or -1.
+    let fd = unsafe { libc::memfd_create(c"warden-plugin".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nothing else.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(bytes)?;
+    Ok(file)
 }
 
 /// Reads a NUL-terminated string from a descriptor field; `None` if absent.

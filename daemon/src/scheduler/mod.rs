@@ -10,11 +10,12 @@
 
 mod runner;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument;
 
@@ -38,33 +39,72 @@ pub struct Scheduled {
     pub runner: Runner,
 }
 
-/// Running check tasks; dropping the stop sender ends them.
+/// One check's task and the switch that stops it.
+#[derive(Debug)]
+struct Task {
+    handle: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+/// Running check tasks, one per check, plus the heartbeat. Checks can be
+/// added and removed while the others keep their schedule (reload).
 #[derive(Debug)]
 pub struct Scheduler {
-    tasks: JoinSet<()>,
-    stop: watch::Sender<bool>,
+    tasks: BTreeMap<String, Task>,
+    heartbeat: Task,
+    board: Arc<Board>,
+    metrics: Metrics,
 }
 
 impl Scheduler {
     /// Spawns one task per check plus the heartbeat.
     pub fn start(checks: Vec<Scheduled>, board: Arc<Board>, metrics: Metrics) -> Scheduler {
         let (stop, stopped) = watch::channel(false);
-        let mut tasks = JoinSet::new();
+        let heartbeat = Task { handle: tokio::spawn(heartbeat(Arc::clone(&board), stopped)), stop };
+        let mut scheduler = Scheduler { tasks: BTreeMap::new(), heartbeat, board, metrics };
         for check in checks {
-            metrics.register_check(&check.spec);
-            let span = tracing::error_span!("check", check = %check.spec.name, plugin = %check.spec.plugin);
-            let task = drive(check, Arc::clone(&board), metrics.clone(), stopped.clone());
-            tasks.spawn(task.instrument(span));
+            scheduler.add(check);
         }
-        tasks.spawn(heartbeat(board, stopped));
-        Scheduler { tasks, stop }
+        scheduler
+    }
+
+    /// Starts scheduling one more check (replacing a running one of the
+    /// same name, which is stopped without waiting).
+    pub fn add(&mut self, check: Scheduled) {
+        self.metrics.register_check(&check.spec);
+        let name = check.spec.name.clone();
+        let span = tracing::error_span!("check", check = %check.spec.name, plugin = %check.spec.plugin);
+        let (stop, stopped) = watch::channel(false);
+        let task = drive(check, Arc::clone(&self.board), self.metrics.clone(), stopped);
+        let handle = tokio::spawn(task.instrument(span));
+        if let Some(old) = self.tasks.insert(name, Task { handle, stop }) {
+            let _ = old.stop.send(true);
+        }
+    }
+
+    /// Stops scheduling a check; a run in progress ends at its deadline.
+    pub fn remove(&mut self, name: &str) {
+        if let Some(task) = self.tasks.remove(name) {
+            let _ = task.stop.send(true);
+        }
+    }
+
+    /// Names of the scheduled checks.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tasks.keys().map(String::as_str)
     }
 
     /// Stops scheduling and waits for running checks, each bounded by its
     /// deadline.
-    pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
+    pub async fn stop(self) {
+        for task in self.tasks.values() {
+            let _ = task.stop.send(true);
+        }
+        let _ = self.heartbeat.stop.send(true);
+        for (_, task) in self.tasks {
+            let _ = task.handle.await;
+        }
+        let _ = self.heartbeat.handle.await;
     }
 }
 

@@ -161,18 +161,7 @@ pub struct Board {
 impl Board {
     /// A board for these checks, all pending.
     pub fn new(specs: impl IntoIterator<Item = CheckSpec>) -> Arc<Board> {
-        let entries = specs
-            .into_iter()
-            .map(|spec| Entry {
-                spec,
-                phase: Phase::Pending,
-                ok_streak: 0,
-                fail_streak: 0,
-                ever_passed: false,
-                last: None,
-                history: VecDeque::with_capacity(HISTORY_LEN),
-            })
-            .collect();
+        let entries = specs.into_iter().map(Entry::pending).collect();
         Arc::new(Board {
             entries: RwLock::new(entries),
             started: Instant::now(),
@@ -180,6 +169,22 @@ impl Board {
             heartbeat_ms: AtomicU64::new(0),
             generation: AtomicU64::new(0),
         })
+    }
+
+    /// Replaces the set of checks (reload): a check named in `keep` keeps its
+    /// state and history, any other is new and pending; checks not in
+    /// `specs` are dropped. Order follows `specs`.
+    pub fn reconcile(&self, specs: Vec<CheckSpec>, keep: &dyn Fn(&str) -> bool) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut old: Vec<Entry> = std::mem::take(&mut *entries);
+        for spec in specs {
+            let kept = keep(&spec.name)
+                .then(|| old.iter().position(|e| e.spec.name == spec.name))
+                .flatten()
+                .map(|i| old.swap_remove(i));
+            entries.push(kept.unwrap_or_else(|| Entry::pending(spec)));
+        }
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Records a finished run of `check` and advances its rise/fall state.
@@ -267,6 +272,18 @@ impl Board {
 }
 
 impl Entry {
+    fn pending(spec: CheckSpec) -> Entry {
+        Entry {
+            spec,
+            phase: Phase::Pending,
+            ok_streak: 0,
+            fail_streak: 0,
+            ever_passed: false,
+            last: None,
+            history: VecDeque::with_capacity(HISTORY_LEN),
+        }
+    }
+
     /// Effective health and staleness at `now`.
     fn health(&self, now: Instant) -> (Health, bool) {
         let Some(last) = &self.last else {

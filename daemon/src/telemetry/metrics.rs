@@ -140,6 +140,14 @@ impl Metrics {
         self.registry.register(collector)
     }
 
+    /// Drops the series of a check that no longer exists (reload).
+    pub fn forget_check(&self, spec: &CheckSpec) {
+        for outcome in crate::status::Outcome::ALL {
+            let _ = self.runs.remove_label_values(&[spec.name.as_str(), outcome.as_str()]);
+        }
+        let _ = self.durations.remove_label_values(&[spec.name.as_str(), spec.plugin.as_str()]);
+    }
+
     /// The text exposition format 0.0.4.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
