@@ -127,13 +127,17 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let metrics = Metrics::new(Arc::clone(&board));
     let scheduler = Scheduler::start(scheduled, Arc::clone(&board), metrics.clone());
     let store = open_store(&config);
-    let (rules, alerts) = crate::alerting::wiring::start(
-        &config,
-        Arc::clone(&board),
-        &metrics,
-        &store,
-        Arc::new(crate::alerting::LogSink),
+    let external_url = listener.local_addr().map_or_else(
+        |_| format!("http://{}", config.server.listen),
+        |addr| format!("http://{addr}"),
     );
+    let notifications = crate::notify::start(&config, &store, &metrics, external_url);
+    let sink = notifications.as_ref().map_or_else(
+        || Arc::new(crate::alerting::LogSink) as Arc<dyn crate::alerting::AlertSink>,
+        crate::notify::Notifications::sink,
+    );
+    let (rules, alerts) =
+        crate::alerting::wiring::start(&config, Arc::clone(&board), &metrics, &store, sink);
     let state = AppState {
         board,
         metrics,
@@ -154,6 +158,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     scheduler.stop().await;
     if let Some(rules) = rules {
         rules.stop().await;
+    }
+    // After the rules: their last hand-over is written to the outbox.
+    if let Some(notifications) = notifications {
+        notifications.stop().await;
     }
     tracing::info!("warden stopped");
 }

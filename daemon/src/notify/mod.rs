@@ -21,4 +21,7 @@ pub mod send;
 mod service;
 
 pub use matcher::{MatchOp, Matcher};
-pub use service::{Notifications, NotifySink, StartError};
+pub use service::{Notifications, NotifySink, StartError, start};
+
+#[cfg(test)]
+mod tests;

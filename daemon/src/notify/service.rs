@@ -18,9 +18,38 @@ use super::send::Sender;
 use crate::alerting::{Alert, AlertSink};
 use crate::config::Config;
 use crate::store::Store;
+use crate::telemetry::Metrics;
 
 /// How long `stop` waits for the dispatcher to write queued hand-overs.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Starts notifications for `config` with their metrics in `metrics`;
+/// `None` (the caller logs alerts instead) without notifiers, or when the
+/// outbox cannot be opened (logged).
+pub fn start(
+    config: &Config,
+    store: &Store,
+    metrics: &Metrics,
+    external_url: String,
+) -> Option<Notifications> {
+    if config.notifiers.is_empty() {
+        return None;
+    }
+    match Notifications::start(config, store.clone(), external_url) {
+        Ok(notifications) => {
+            for collector in notifications.metrics.collectors() {
+                if let Err(error) = metrics.register(collector) {
+                    tracing::error!(%error, "cannot register notification metrics");
+                }
+            }
+            Some(notifications)
+        }
+        Err(error) => {
+            tracing::error!(%error, "notifications cannot start; alerts are only logged");
+            None
+        }
+    }
+}
 
 /// Receives hand-overs from the rule engine without blocking it.
 #[derive(Debug, Clone)]
@@ -150,8 +179,11 @@ impl Notifications {
         {
             tracing::warn!("notification dispatcher did not stop in time");
         }
-        for worker in self.workers {
+        for worker in &self.workers {
             worker.abort();
+        }
+        for worker in self.workers {
+            let _ = worker.await;
         }
     }
 }

@@ -3,4 +3,5 @@
 //! test can stop, pause or reconfigure them without touching anything else.
 pub mod http;
 pub mod postgres;
+pub mod receiver;
 pub mod redis;

@@ -17,9 +17,9 @@ pub struct Context {
 }
 
 impl Context {
-    /// Where alerts can be looked at: the daemon's status page.
+    /// Where alerts can be looked at: the daemon's list of alerts.
     pub fn generator_url(&self) -> String {
-        format!("{}/health", self.external_url.trim_end_matches('/'))
+        format!("{}/alerts", self.external_url.trim_end_matches('/'))
     }
 }
 

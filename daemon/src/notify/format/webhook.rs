@@ -91,7 +91,7 @@ mod tests {
         assert_eq!(first["startsAt"], "1970-01-01T00:00:01.000Z");
         assert_eq!(first["endsAt"], ZERO_TIME);
         assert_eq!(first["fingerprint"], "000000000000001f");
-        assert_eq!(first["generatorURL"], "http://127.0.0.1:9731/health");
+        assert_eq!(first["generatorURL"], "http://127.0.0.1:9731/alerts");
         assert_eq!(body["alerts"][1]["status"], "resolved");
         assert_eq!(body["alerts"][1]["endsAt"], "1970-01-01T00:00:02.500Z");
     }
