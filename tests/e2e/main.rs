@@ -7,6 +7,7 @@
 )]
 #![allow(unreachable_pub, reason = "test modules share helpers")]
 
+mod alerting;
 mod harness;
 mod isolation;
 mod skeleton;

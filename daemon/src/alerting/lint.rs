@@ -46,8 +46,7 @@ pub fn warnings(config: &Config) -> Vec<Diagnostic> {
         .map(|c| format!("warden_{}_", sanitize(&c.plugin)))
         .collect();
     let known = |name: &str| {
-        DAEMON_SERIES.contains(&name)
-            || plugins.iter().any(|p| name.starts_with(p.as_str()))
+        DAEMON_SERIES.contains(&name) || plugins.iter().any(|p| name.starts_with(p.as_str()))
     };
     let mut out = Vec::new();
     for rule in &config.alerting.rules {
