@@ -214,6 +214,12 @@ impl Daemon {
         );
     }
 
+    /// Kills the daemon with SIGKILL, so it cleans up nothing, and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         self.terminate()

@@ -10,4 +10,5 @@
 mod alerting;
 mod harness;
 mod isolation;
+mod notify;
 mod skeleton;

@@ -200,6 +200,14 @@ fn group_key(route: usize, labels: &BTreeMap<String, String>) -> String {
     format!("{route}:{{{}}}", pairs.join(","))
 }
 
+/// Milliseconds since the Unix epoch (negative before it).
+fn unix_ms(time: SystemTime) -> i128 {
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_millis()).unwrap_or(i128::MAX),
+        Err(before) => -i128::try_from(before.duration().as_millis()).unwrap_or(i128::MAX),
+    }
+}
+
 /// One group's decision inputs.
 struct GroupCx<'a> {
     notifier: &'a str,
@@ -224,10 +232,12 @@ impl GroupCx<'_> {
         self.state(alert).is_some()
     }
 
-    /// Firing and never sent for this instance.
+    /// Firing and never sent for this instance. Compared to the
+    /// millisecond, the precision alert state is persisted with, so an
+    /// alert restored after a restart is the same instance.
     fn is_new(&self, alert: &Alert) -> bool {
         self.state(alert)
-            .is_none_or(|s| s.active_at != alert.active_at)
+            .is_none_or(|s| unix_ms(s.active_at) != unix_ms(alert.active_at))
     }
 
     /// Sent at least `every` ago.

@@ -125,6 +125,18 @@ fn pages_once_repeats_after_the_interval_and_resolves_once() {
 }
 
 #[test]
+fn an_alert_restored_with_millisecond_precision_is_the_same_instance() {
+    let mut h = Harness::new(
+        vec![route(&[], &["hook"])],
+        &[("hook", NotifierKind::Webhook)],
+    );
+    let mut precise = firing("db");
+    precise.active_at += Duration::from_nanos(123_456);
+    assert_eq!(h.hand_over(std::slice::from_ref(&precise), 0).len(), 1);
+    assert!(h.hand_over(&[firing("db")], 1).is_empty());
+}
+
+#[test]
 fn a_new_instance_of_the_same_alert_pages_again() {
     let mut h = Harness::new(
         vec![route(&[], &["hook"])],
