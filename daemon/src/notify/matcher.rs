@@ -74,10 +74,14 @@ impl Matcher {
             format!("matcher {text:?}: the value must be one double-quoted string")
         })?;
         let regex = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(
-                Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|e| format!("matcher {text:?}: invalid regular expression: {e}"))?,
-            ),
+            MatchOp::Regex | MatchOp::NotRegex => {
+                Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                    format!(
+                        "matcher {text:?}: invalid regular expression: {}",
+                        brief(&e)
+                    )
+                })?)
+            }
             MatchOp::Equal | MatchOp::NotEqual => None,
         };
         Ok(Matcher {
@@ -105,6 +109,18 @@ impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}{}{:?}", self.name, self.op.as_str(), self.value)
     }
+}
+
+/// The last line of a regex error ("unclosed group"): its full text spans
+/// several lines, and config errors are one line each.
+fn brief(error: &regex::Error) -> String {
+    let text = error.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    last.trim().trim_start_matches("error: ").to_owned()
 }
 
 /// The content of a double-quoted string with `\"`, `\\`, `\n` and `\t`
@@ -183,10 +199,14 @@ mod tests {
             (r#"severity"#, "expected `=`"),
             (r#"severity=critical"#, "double-quoted"),
             (r#"severity="a" "b""#, "double-quoted"),
-            (r#"team=~"(db""#, "invalid regular expression"),
+            (
+                r#"team=~"(db""#,
+                "invalid regular expression: unclosed group",
+            ),
         ] {
             let error = Matcher::parse(text).unwrap_err();
             assert!(error.contains(reason), "{text}: {error}");
+            assert!(!error.contains('\n'), "{error}");
         }
     }
 }
