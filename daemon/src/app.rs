@@ -1,11 +1,15 @@
-//! Wiring: plugins, checks, scheduler and HTTP server, from a validated
-//! config to a running daemon and back to a clean stop.
+//! Wiring: plugins, checks, scheduler, rules, notifications and the HTTP
+//! server, from a validated config to a running daemon, through reloads, and
+//! back to a clean stop.
 
 use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use tokio::net::TcpListener;
-use warp::http::StatusCode;
+use tokio::sync::mpsc;
 
 use crate::config::{CheckConfig, Config, Diagnostic, Diagnostics, Isolation};
 use crate::http::{self, AppState};
@@ -14,6 +18,7 @@ use crate::plugin::{Catalog, Instance, search_dirs};
 use crate::scheduler::{InProcess, Runner, Scheduled, Scheduler};
 use crate::status::{Board, CheckSpec};
 use crate::store::Store;
+use crate::systemd::Notifier;
 use crate::telemetry::Metrics;
 
 /// Scans the plugin directories named by `config`.
@@ -62,10 +67,18 @@ fn create_instance(catalog: &Catalog, check: &CheckConfig) -> Result<Instance, S
 /// `check-config` is a short-lived tool whose crash harms no running check,
 /// and a child per check would be slower without validating anything more.
 pub fn validate_checks(config: &Config, catalog: &Catalog) -> Result<(), Diagnostics> {
-    let errors: Vec<Diagnostic> = config
-        .checks
-        .iter()
-        .filter_map(|check| {
+    let duplicates = catalog.duplicates.iter().map(|(name, kept, refused)| {
+        Diagnostic::whole_file(
+            &config.origin,
+            format!(
+                "plugin name {name:?} is provided by both {} and {}",
+                kept.display(),
+                refused.display()
+            ),
+        )
+    });
+    let errors: Vec<Diagnostic> = duplicates
+        .chain(config.checks.iter().filter_map(|check| {
             let error = create_instance(catalog, check).err()?;
             let position = if catalog.get(&check.plugin).is_some() {
                 check.config_position
@@ -77,7 +90,7 @@ pub fn validate_checks(config: &Config, catalog: &Catalog) -> Result<(), Diagnos
                 position,
                 format!("check {:?}: {error}", check.name),
             ))
-        })
+        }))
         .collect();
     if errors.is_empty() {
         Ok(())
@@ -104,25 +117,199 @@ pub fn open_store(config: &Config) -> Store {
     Store::open(None).expect("an in-memory database always opens")
 }
 
-/// Runs the daemon on `listener` until `shutdown` resolves.
+/// How the outside world steers a running daemon.
+pub struct Control {
+    /// Resolves when the daemon should stop.
+    pub shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// One message per reload request (SIGHUP).
+    pub reloads: mpsc::UnboundedReceiver<()>,
+    /// Where the config is re-read from on reload; `None` for the embedded default.
+    pub config_path: Option<PathBuf>,
+    /// The service manager, when there is one.
+    pub notifier: Notifier,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("config_path", &self.config_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Control {
+    /// Stops when `shutdown` resolves; never reloads.
+    pub fn until(shutdown: impl Future<Output = ()> + Send + 'static) -> Control {
+        let (_, reloads) = mpsc::unbounded_channel();
+        Control {
+            shutdown: Box::pin(shutdown),
+            reloads,
+            config_path: None,
+            notifier: Notifier::default(),
+        }
+    }
+}
+
+/// The parts of a running daemon that a reload replaces or adjusts.
+struct Running {
+    config: Config,
+    catalog: Catalog,
+    scheduler: Scheduler,
+    board: Arc<Board>,
+    metrics: Metrics,
+    degraded_status: Arc<AtomicU16>,
+}
+
+/// Builds the runner of every check; a check that cannot run reports its
+/// error on every run instead, so the host shows the problem.
+fn schedule_all(catalog: &Catalog, config: &Config) -> Vec<Scheduled> {
+    config
+        .checks
+        .iter()
+        .map(|check| {
+            let runner = prepare(catalog, check).unwrap_or_else(|message| {
+                tracing::error!(check = %check.name, plugin = %check.plugin, %message, "check cannot run");
+                Runner::Broken(message)
+            });
+            Scheduled { spec: CheckSpec::from_config(check), runner }
+        })
+        .collect()
+}
+
+impl Running {
+    /// Re-reads the config and applies it if, and only if, all of it is
+    /// valid: config, rules, every new or changed check's plugin section.
+    /// Unchanged checks keep their schedule, state and history.
+    fn reload(&mut self, path: Option<&std::path::Path>) -> Result<String, String> {
+        let (config, mut diagnostics) = Config::load_partial(path);
+        let Some(config) = config else {
+            return Err(diagnostics.to_string());
+        };
+        let catalog = Catalog::rescan(
+            &search_dirs(&config.plugins.dir, config.plugins.beside_executable),
+            &self.catalog,
+        );
+        let plan = crate::reload::plan(&self.config, &self.catalog, &config, &catalog);
+
+        // Build every new runner before touching anything, so a refusal
+        // leaves the running set as it is.
+        let mut started = Vec::with_capacity(plan.start.len());
+        for name in &plan.start {
+            let check = config.check(name).expect("planned checks exist");
+            match prepare(&catalog, check) {
+                Ok(runner) => started.push(Scheduled {
+                    spec: CheckSpec::from_config(check),
+                    runner,
+                }),
+                Err(message) => diagnostics.0.push(Diagnostic::new(
+                    &config.origin,
+                    check.config_position,
+                    format!("check {name:?}: {message}"),
+                )),
+            }
+        }
+        if let Err(duplicates) = validate_plugin_names(&config, &catalog) {
+            diagnostics.0.extend(duplicates.0);
+        }
+        if !diagnostics.0.is_empty() {
+            return Err(diagnostics.sorted().to_string());
+        }
+        if config.server.listen != self.config.server.listen {
+            tracing::warn!(
+                listen = %self.config.server.listen,
+                requested = %config.server.listen,
+                "a new listen address takes a restart; still serving the old one"
+            );
+        }
+
+        for name in &plan.stop {
+            self.scheduler.remove(name);
+            if let Some(old) = self.config.check(name) {
+                self.metrics.forget_check(&CheckSpec::from_config(old));
+            }
+        }
+        let keep: std::collections::BTreeSet<&str> = plan.keep.iter().map(String::as_str).collect();
+        self.board.reconcile(
+            config.checks.iter().map(CheckSpec::from_config).collect(),
+            &|name| keep.contains(name),
+        );
+        for scheduled in started {
+            self.scheduler.add(scheduled);
+        }
+        self.degraded_status
+            .store(config.server.degraded_status, Ordering::Relaxed);
+        let summary = format!(
+            "{} checks: {} kept, {} started, {} stopped",
+            config.checks.len(),
+            plan.keep.len(),
+            plan.start.len(),
+            plan.stop.len() - plan.stop.iter().filter(|n| plan.start.contains(n)).count()
+        );
+        self.config = config;
+        self.catalog = catalog;
+        Ok(summary)
+    }
+}
+
+/// Duplicate plugin names, as errors.
+fn validate_plugin_names(config: &Config, catalog: &Catalog) -> Result<(), Diagnostics> {
+    let errors: Vec<Diagnostic> = catalog
+        .duplicates
+        .iter()
+        .map(|(name, kept, refused)| {
+            Diagnostic::whole_file(
+                &config.origin,
+                format!(
+                    "plugin name {name:?} is provided by both {} and {}",
+                    kept.display(),
+                    refused.display()
+                ),
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics(errors))
+    }
+}
+
+/// A one-line summary of the host for `systemctl status`.
+fn status_line(board: &Board) -> String {
+    let views = board.views();
+    let failing: Vec<&str> = views
+        .iter()
+        .filter(|v| v.health == crate::status::Health::Unhealthy)
+        .map(|v| v.spec.name.as_str())
+        .collect();
+    let status = crate::status::host_status(&views);
+    if failing.is_empty() {
+        format!("{}: {} checks", status.as_str(), views.len())
+    } else {
+        format!(
+            "{}: {} checks, failing: {}",
+            status.as_str(),
+            views.len(),
+            failing.join(", ")
+        )
+    }
+}
+
+/// Runs the daemon on `listener` until `control.shutdown` resolves,
+/// reloading on every request.
 ///
 /// A check whose plugin is missing or refuses its config does not stop the
 /// daemon: it reports `error` on every run, so the host shows the problem
 /// instead of hiding it.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+pub async fn run(config: Config, listener: TcpListener, control: Control) {
+    let Control {
+        mut shutdown,
+        mut reloads,
+        config_path,
+        notifier,
+    } = control;
     let catalog = catalog(&config);
-    let mut scheduled = Vec::with_capacity(config.checks.len());
-    for check in &config.checks {
-        let runner = prepare(&catalog, check).unwrap_or_else(|message| {
-            tracing::error!(check = %check.name, plugin = %check.plugin, %message, "check cannot run");
-            Runner::Broken(message)
-        });
-        scheduled.push(Scheduled {
-            spec: CheckSpec::from_config(check),
-            runner,
-        });
-    }
-
+    let scheduled = schedule_all(&catalog, &config);
     let board = Board::new(scheduled.iter().map(|s| s.spec.clone()));
     let metrics = Metrics::new(Arc::clone(&board));
     let scheduler = Scheduler::start(scheduled, Arc::clone(&board), metrics.clone());
@@ -138,12 +325,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     );
     let (rules, alerts) =
         crate::alerting::wiring::start(&config, Arc::clone(&board), &metrics, &store, sink);
+    let degraded_status = Arc::new(AtomicU16::new(config.server.degraded_status));
     let state = AppState {
-        board,
-        metrics,
+        board: Arc::clone(&board),
+        metrics: metrics.clone(),
         alerts,
-        degraded_status: StatusCode::from_u16(config.server.degraded_status)
-            .unwrap_or(StatusCode::OK),
+        degraded_status: Arc::clone(&degraded_status),
     };
     tracing::info!(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -153,9 +340,64 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         "warden started"
     );
 
-    http::serve(listener, state, shutdown).await;
-    tracing::info!("stopping checks");
-    scheduler.stop().await;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, state, async {
+        let _ = http_stopped.await;
+    }));
+    let watchdog = crate::systemd::watchdog_period()
+        .filter(|_| notifier.enabled())
+        .map(|period| {
+            tokio::spawn(crate::systemd::watchdog(
+                notifier.clone(),
+                Arc::clone(&board),
+                period,
+            ))
+        });
+    notifier.ready(&status_line(&board));
+
+    let mut running = Running {
+        config,
+        catalog,
+        scheduler,
+        board,
+        metrics,
+        degraded_status,
+    };
+    let mut status_ticks = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = reloads.recv() => {
+                notifier.reloading();
+                match running.reload(config_path.as_deref()) {
+                    Ok(summary) => {
+                        running.metrics.observe_reload(true);
+                        tracing::info!(target: "warden::security", %summary, "config reloaded");
+                    }
+                    Err(errors) => {
+                        running.metrics.observe_reload(false);
+                        for error in errors.lines() {
+                            tracing::error!(%error, "reload refused");
+                        }
+                        tracing::error!("reload refused; the running config stays in force");
+                    }
+                }
+                notifier.ready(&status_line(&running.board));
+            }
+            _ = status_ticks.tick() => notifier.status(&status_line(&running.board)),
+        }
+    }
+
+    notifier.stopping();
+    tracing::info!("stopping: no new checks, draining HTTP");
+    let _ = stop_http.send(());
+    let (_, served) = tokio::join!(running.scheduler.stop(), server);
+    if let Err(error) = served {
+        tracing::error!(%error, "HTTP server task failed");
+    }
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     if let Some(rules) = rules {
         rules.stop().await;
     }

@@ -28,6 +28,9 @@ pub enum Command {
     CheckConfig,
     /// List the plugin libraries found, and why any was refused.
     Plugins,
+    /// Alert rules: export them for Prometheus, or run rule unit tests.
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// Internal: serve one plugin library to the daemon over stdin/stdout
     /// (`isolation = "process"`); see `warden::isolation::protocol`.
     #[command(hide = true)]
@@ -36,9 +39,6 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         library: std::path::PathBuf,
     },
-    /// Alert rules: export them for Prometheus, or run rule unit tests.
-    #[command(subcommand)]
-    Rules(RulesCommand),
 }
 
 /// `warden rules ...`.

@@ -9,6 +9,8 @@ use warden::config::Config;
 
 const EXIT_CONFIG: u8 = 1;
 const EXIT_RUNTIME: u8 = 3;
+/// How long stuck plugin threads may delay the exit.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -16,8 +18,8 @@ fn main() -> ExitCode {
         Command::Run => run(cli.config.as_deref()),
         Command::CheckConfig => check_config(cli.config.as_deref()),
         Command::Plugins => plugins(cli.config.as_deref()),
-        Command::PluginHost { library } => warden::isolation::serve(&library),
         Command::Rules(command) => warden::alerting::cli::rules(&command, cli.config.as_deref()),
+        Command::PluginHost { library } => warden::isolation::serve(&library),
     }
 }
 
@@ -101,7 +103,7 @@ fn run(path: Option<&std::path::Path>) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(config.server.listen).await {
             Ok(listener) => listener,
             Err(error) => {
@@ -109,7 +111,17 @@ fn run(path: Option<&std::path::Path>) -> ExitCode {
                 return ExitCode::from(EXIT_RUNTIME);
             }
         };
-        warden::app::run(config, listener, warden::signals::shutdown()).await;
+        let control = warden::app::Control {
+            shutdown: Box::pin(warden::signals::shutdown()),
+            reloads: warden::signals::reloads(),
+            config_path: path.map(std::path::Path::to_owned),
+            notifier: warden::systemd::Notifier::from_env(),
+        };
+        warden::app::run(config, listener, control).await;
         ExitCode::SUCCESS
-    })
+    });
+    // A plugin call stuck past its deadline holds a blocking thread that
+    // cannot be cancelled; do not let it hold up the exit.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    code
 }

@@ -43,7 +43,10 @@ pub fn plan(old: &Config, old_catalog: &Catalog, new: &Config, new_catalog: &Cat
     for check in &new.checks {
         let unchanged = old.check(&check.name).is_some_and(|before| {
             same_settings(before, check)
-                && match (old_catalog.get(&before.plugin), new_catalog.get(&check.plugin)) {
+                && match (
+                    old_catalog.get(&before.plugin),
+                    new_catalog.get(&check.plugin),
+                ) {
                     (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                     _ => false,
                 }
@@ -90,7 +93,13 @@ mod tests {
         assert_eq!(plan.keep, Vec::<String>::new());
         assert_eq!(plan.start, ["b", "a", "new"]);
         assert_eq!(plan.stop, ["b", "a", "gone"]);
-        assert!(same_settings(old.check("a").unwrap(), new.check("a").unwrap()));
-        assert!(!same_settings(old.check("b").unwrap(), new.check("b").unwrap()));
+        assert!(same_settings(
+            old.check("a").unwrap(),
+            new.check("a").unwrap()
+        ));
+        assert!(!same_settings(
+            old.check("b").unwrap(),
+            new.check("b").unwrap()
+        ));
     }
 }

@@ -26,3 +26,24 @@ pub async fn shutdown() {
         std::process::exit(130);
     });
 }
+
+/// A channel that receives one message per SIGHUP.
+pub fn reloads() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    tracing::info!(target: "warden::security", signal = "SIGHUP", "reload requested");
+                    if send.send(()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Err(error) => tracing::error!(%error, "cannot handle SIGHUP; reload needs a restart"),
+    }
+    receive
+}

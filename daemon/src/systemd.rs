@@ -28,14 +28,18 @@ pub struct Notifier {
 impl Notifier {
     /// Connects to `$NOTIFY_SOCKET` if set; `@name` is an abstract socket.
     pub fn from_env() -> Notifier {
-        let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return Notifier::default() };
+        let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+            return Notifier::default();
+        };
         let path = path.to_string_lossy().into_owned();
         let address = match path.strip_prefix('@') {
             Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
             None => SocketAddr::from_pathname(&path),
         };
         match (UnixDatagram::unbound(), address) {
-            (Ok(socket), Ok(address)) => Notifier { target: Some(Arc::new((socket, address))) },
+            (Ok(socket), Ok(address)) => Notifier {
+                target: Some(Arc::new((socket, address))),
+            },
             (Err(error), _) | (_, Err(error)) => {
                 tracing::warn!(socket = %path, %error, "cannot use NOTIFY_SOCKET");
                 Notifier::default()
@@ -63,7 +67,10 @@ impl Notifier {
 
     /// A reload starts.
     pub fn reloading(&self) {
-        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading", monotonic_usec()));
+        self.send(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading",
+            monotonic_usec()
+        ));
     }
 
     /// Shutdown starts.
@@ -85,15 +92,8 @@ fn one_line(text: &str) -> String {
     text.replace('\n', " ")
 }
 
-fn monotonic_usec() -> u128 {
-    // CLOCK_MONOTONIC, as systemd compares it with its own clock.
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
-    #[allow(unsafe_code, reason = "clock_gettime has no safe std equivalent for CLOCK_MONOTONIC")]
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now)
-    };
-    now.tv_sec as u128 * 1_000_000 + now.tv_nsec as u128 / 1_000
+fn monotonic_usec() -> u64 {
+    crate::plugin::monotonic_ns() / 1_000
 }
 
 /// The watchdog period requested for this process, if any: `$WATCHDOG_USEC`,
@@ -135,7 +135,9 @@ mod tests {
         let path = dir.join("notify.sock");
         let server = UnixDatagram::bind(&path).unwrap();
         let address = SocketAddr::from_pathname(&path).unwrap();
-        let notifier = Notifier { target: Some(Arc::new((UnixDatagram::unbound().unwrap(), address))) };
+        let notifier = Notifier {
+            target: Some(Arc::new((UnixDatagram::unbound().unwrap(), address))),
+        };
         notifier.ready("serving 4 checks\nall healthy");
         let mut buf = [0u8; 256];
         let n = server.recv(&mut buf).unwrap();
@@ -144,7 +146,9 @@ mod tests {
         let n = server.recv(&mut buf).unwrap();
         let text = std::str::from_utf8(&buf[..n]).unwrap();
         assert!(text.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{text}");
-        let usec: u128 = text.lines().nth(1).unwrap()["MONOTONIC_USEC=".len()..].parse().unwrap();
+        let usec: u64 = text.lines().nth(1).unwrap()["MONOTONIC_USEC=".len()..]
+            .parse()
+            .unwrap();
         assert!(usec > 0);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -220,6 +220,24 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// Waits up to `limit` for the daemon to exit by itself.
+    pub fn wait_exit(mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("warden did not exit within {limit:?}\n{}", self.log());
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         self.terminate()

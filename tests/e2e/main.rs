@@ -11,4 +11,7 @@ mod alerting;
 mod harness;
 mod isolation;
 mod notify;
+mod operations;
+mod platform;
+mod reference;
 mod skeleton;

@@ -20,8 +20,11 @@ const JWKS: &str = r#"{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"201
 /// config/warden.toml with its addresses pointed at the private servers and
 /// its intervals shortened so the test runs in seconds.
 fn reference_config(pg: &PgServer, redis: &RedisServer, jwks: &HttpServer) -> String {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/warden.toml"))
-        .expect("reference config");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/warden.toml"
+    ))
+    .expect("reference config");
     let mut config: toml::Table = text.parse().expect("reference config is TOML");
     config["server"]["listen"] = "{addr}".into();
     config["plugins"]["dir"] = target_dir().display().to_string().into();
@@ -30,13 +33,17 @@ fn reference_config(pg: &PgServer, redis: &RedisServer, jwks: &HttpServer) -> St
         let check = check.as_table_mut().unwrap();
         check.insert("interval".into(), "500ms".into());
         check.insert("timeout".into(), "400ms".into());
+        let name = check["name"].as_str().unwrap().to_owned();
         let settings = check["config"].as_table_mut().unwrap();
-        match check["name"].as_str().unwrap() {
+        match name.as_str() {
             "db" => {
                 settings.insert("port".into(), i64::from(pg.port()).into());
             }
             "cache" => {
-                settings.insert("url".into(), format!("redis://127.0.0.1:{}/0", redis.port()).into());
+                settings.insert(
+                    "url".into(),
+                    format!("redis://127.0.0.1:{}/0", redis.port()).into(),
+                );
             }
             "auth" => {
                 settings.insert("url".into(), jwks.url("/.well-known/jwks.json").into());
@@ -61,19 +68,29 @@ fn the_reference_config_watches_real_servers() {
         let r = d.get("/health");
         (r.status, r.json())
     };
-    daemon.wait_until("all four checks healthy", WAIT, |d| host(d).1["status"] == "healthy");
+    daemon.wait_until("all four checks healthy", WAIT, |d| {
+        host(d).1["status"] == "healthy"
+    });
     let (code, body) = host(&daemon);
     assert_eq!(code, 200);
     for check in ["db", "cache", "auth", "system"] {
         assert_eq!(body["checks"][check]["status"], "healthy", "{body}");
     }
     let metrics = daemon.get("/metrics").body;
-    for series in ["warden_postgres_", "warden_redis_", "warden_jwks_", "warden_system_"] {
+    for series in [
+        "warden_postgres_",
+        "warden_redis_",
+        "warden_jwks_",
+        "warden_system_",
+    ] {
         assert!(metrics.contains(series), "no {series} metrics");
     }
 
     // The auth server failing only degrades the host.
-    jwks.route("/.well-known/jwks.json", Response::new(500).body("upstream down"));
+    jwks.route(
+        "/.well-known/jwks.json",
+        Response::new(500).body("upstream down"),
+    );
     daemon.wait_until("degraded", WAIT, |d| host(d).1["status"] == "degraded");
     assert_eq!(host(&daemon).0, 200);
     assert_eq!(daemon.get("/readyz").status, 200);
@@ -81,7 +98,10 @@ fn the_reference_config_watches_real_servers() {
     daemon.wait_until("healthy again", WAIT, |d| host(d).1["status"] == "healthy");
 
     // Stopping Redis makes the host unhealthy on the first failed run.
-    let runs_before = daemon.get("/checks/cache").json()["history"].as_array().unwrap().len();
+    let runs_before = daemon.get("/checks/cache").json()["history"]
+        .as_array()
+        .unwrap()
+        .len();
     let stopped = Instant::now();
     redis.stop();
     daemon.wait_until("unhealthy", WAIT, |d| host(d).0 == 503);
@@ -91,7 +111,10 @@ fn the_reference_config_watches_real_servers() {
     assert_eq!(cache["reason"], "refused", "{cache}");
     let history = cache["history"].as_array().unwrap();
     let failures = history.iter().take_while(|h| h["outcome"] != "ok").count();
-    assert!(failures <= 2, "unhealthy only after {failures} failed runs (fall = 1): {cache}");
+    assert!(
+        failures <= 2,
+        "unhealthy only after {failures} failed runs (fall = 1): {cache}"
+    );
     assert!(history.len() >= runs_before.min(19), "history kept");
     assert_eq!(host(&daemon).1["status"], "unhealthy");
     let readyz = daemon.get("/readyz");

@@ -33,8 +33,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Pending and firing alerts as of the latest rule evaluation.
     pub alerts: crate::alerting::ActiveAlerts,
-    /// HTTP status of `/health` while degraded.
-    pub degraded_status: StatusCode,
+    /// HTTP status of `/health` while degraded; changes on reload.
+    pub degraded_status: Arc<std::sync::atomic::AtomicU16>,
 }
 
 /// The heartbeat may lag this much before `/livez` fails.
@@ -164,7 +164,12 @@ fn readyz(state: AppState) -> Response {
 fn host_code(state: &AppState, status: HostStatus) -> StatusCode {
     match status {
         HostStatus::Healthy => StatusCode::OK,
-        HostStatus::Degraded => state.degraded_status,
+        HostStatus::Degraded => StatusCode::from_u16(
+            state
+                .degraded_status
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .unwrap_or(StatusCode::OK),
         HostStatus::Unhealthy | HostStatus::Pending => StatusCode::SERVICE_UNAVAILABLE,
     }
 }

@@ -156,7 +156,9 @@ fn one_line(text: &str) -> String {
         .join("; ")
 }
 
-fn monotonic_ns() -> u64 {
+/// Now on `CLOCK_MONOTONIC`, the clock plugins and systemd compare deadlines
+/// and timestamps against.
+pub fn monotonic_ns() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -120,7 +120,10 @@ impl Library {
         let identity = FileIdentity::of(path).map_err(not_loadable)?;
         let bytes = std::fs::read(path).map_err(not_loadable)?;
         let copy = anonymous_copy(&bytes).map_err(not_loadable)?;
-        let fd_path = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&copy)));
+        let fd_path = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&copy)
+        ));
         Library::load(&fd_path, path, identity, Some(copy))
     }
 

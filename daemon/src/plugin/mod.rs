@@ -8,5 +8,5 @@ mod instance;
 mod library;
 
 pub use catalog::{Catalog, Found, search_dirs};
-pub use instance::{CallError, Instance};
+pub use instance::{CallError, Instance, monotonic_ns};
 pub use library::{Library, LoadError};

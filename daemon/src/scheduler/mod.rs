@@ -60,8 +60,16 @@ impl Scheduler {
     /// Spawns one task per check plus the heartbeat.
     pub fn start(checks: Vec<Scheduled>, board: Arc<Board>, metrics: Metrics) -> Scheduler {
         let (stop, stopped) = watch::channel(false);
-        let heartbeat = Task { handle: tokio::spawn(heartbeat(Arc::clone(&board), stopped)), stop };
-        let mut scheduler = Scheduler { tasks: BTreeMap::new(), heartbeat, board, metrics };
+        let heartbeat = Task {
+            handle: tokio::spawn(heartbeat(Arc::clone(&board), stopped)),
+            stop,
+        };
+        let mut scheduler = Scheduler {
+            tasks: BTreeMap::new(),
+            heartbeat,
+            board,
+            metrics,
+        };
         for check in checks {
             scheduler.add(check);
         }
@@ -73,9 +81,15 @@ impl Scheduler {
     pub fn add(&mut self, check: Scheduled) {
         self.metrics.register_check(&check.spec);
         let name = check.spec.name.clone();
-        let span = tracing::error_span!("check", check = %check.spec.name, plugin = %check.spec.plugin);
+        let span =
+            tracing::error_span!("check", check = %check.spec.name, plugin = %check.spec.plugin);
         let (stop, stopped) = watch::channel(false);
-        let task = drive(check, Arc::clone(&self.board), self.metrics.clone(), stopped);
+        let task = drive(
+            check,
+            Arc::clone(&self.board),
+            self.metrics.clone(),
+            stopped,
+        );
         let handle = tokio::spawn(task.instrument(span));
         if let Some(old) = self.tasks.insert(name, Task { handle, stop }) {
             let _ = old.stop.send(true);
@@ -128,6 +142,11 @@ async fn drive(
             _ = stopped.changed() => return,
         }
         let record = runner.run(spec.timeout).await;
+        if *stopped.borrow() {
+            // Removed or replaced by a reload while running: this result
+            // belongs to a check that no longer exists.
+            return;
+        }
         metrics.observe_run(&spec, &record);
         tracing::debug!(
             outcome = record.outcome.as_str(),

@@ -35,6 +35,7 @@ pub struct Metrics {
     durations: HistogramVec,
     http_requests: IntCounterVec,
     http_durations: HistogramVec,
+    reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -78,6 +79,17 @@ impl Metrics {
         )
         .expect("valid metric");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "warden_reloads_total",
+                "Reload attempts (SIGHUP) by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for result in ["success", "failure"] {
+            reloads.with_label_values(&[result]);
+        }
 
         for collector in [
             Box::new(runs.clone()) as Box<dyn Collector>,
@@ -85,6 +97,7 @@ impl Metrics {
             Box::new(http_requests.clone()),
             Box::new(http_durations.clone()),
             Box::new(build),
+            Box::new(reloads.clone()),
             Box::new(BoardCollector::new(board)),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -98,6 +111,7 @@ impl Metrics {
             durations,
             http_requests,
             http_durations,
+            reloads,
         }
     }
 
@@ -140,12 +154,23 @@ impl Metrics {
         self.registry.register(collector)
     }
 
+    /// Counts a reload attempt.
+    pub fn observe_reload(&self, ok: bool) {
+        self.reloads
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+    }
+
     /// Drops the series of a check that no longer exists (reload).
     pub fn forget_check(&self, spec: &CheckSpec) {
         for outcome in crate::status::Outcome::ALL {
-            let _ = self.runs.remove_label_values(&[spec.name.as_str(), outcome.as_str()]);
+            let _ = self
+                .runs
+                .remove_label_values(&[spec.name.as_str(), outcome.as_str()]);
         }
-        let _ = self.durations.remove_label_values(&[spec.name.as_str(), spec.plugin.as_str()]);
+        let _ = self
+            .durations
+            .remove_label_values(&[spec.name.as_str(), spec.plugin.as_str()]);
     }
 
     /// The text exposition format 0.0.4.

@@ -120,17 +120,29 @@ async fn heartbeat_age_is_measured() {
 
 #[tokio::test(start_paused = true)]
 async fn reconcile_keeps_state_only_for_kept_checks() {
-    let board = Board::new([spec("db", true, 1, 1), spec("cache", true, 1, 1), spec("gone", true, 1, 1)]);
+    let board = Board::new([
+        spec("db", true, 1, 1),
+        spec("cache", true, 1, 1),
+        spec("gone", true, 1, 1),
+    ]);
     board.record("db", run(Outcome::Ok));
     board.record("cache", run(Outcome::Ok));
     board.reconcile(
-        vec![spec("new", false, 1, 1), spec("cache", true, 1, 1), spec("db", true, 1, 1)],
+        vec![
+            spec("new", false, 1, 1),
+            spec("cache", true, 1, 1),
+            spec("db", true, 1, 1),
+        ],
         &|name| name == "db",
     );
     let names: Vec<String> = board.views().into_iter().map(|v| v.spec.name).collect();
     assert_eq!(names, ["new", "cache", "db"]);
     assert_eq!(health(&board, "db"), Health::Healthy);
     assert_eq!(board.view("db").unwrap().1.len(), 1);
-    assert_eq!(health(&board, "cache"), Health::Pending, "a changed check starts afresh");
+    assert_eq!(
+        health(&board, "cache"),
+        Health::Pending,
+        "a changed check starts afresh"
+    );
     assert!(board.view("gone").is_none());
 }
