@@ -158,6 +158,21 @@ struct Running {
     board: Arc<Board>,
     metrics: Metrics,
     degraded_status: Arc<AtomicU16>,
+    rules: crate::alerting::Service,
+    notifications: Option<crate::notify::Notifications>,
+    notify_metrics: crate::notify::metrics::NotifyMetrics,
+    store: Store,
+    external_url: String,
+}
+
+/// Where alerts go: the notifiers, or the log when there are none.
+fn alert_sink(
+    notifications: Option<&crate::notify::Notifications>,
+) -> Arc<dyn crate::alerting::AlertSink> {
+    notifications.map_or_else(
+        || Arc::new(crate::alerting::LogSink) as Arc<dyn crate::alerting::AlertSink>,
+        crate::notify::Notifications::sink,
+    )
 }
 
 /// Builds the runner of every check; a check that cannot run reports its
@@ -180,11 +195,13 @@ impl Running {
     /// Re-reads the config and applies it if, and only if, all of it is
     /// valid: config, rules, every new or changed check's plugin section.
     /// Unchanged checks keep their schedule, state and history.
-    fn reload(&mut self, path: Option<&std::path::Path>) -> Result<String, String> {
+    async fn reload(&mut self, path: Option<&std::path::Path>) -> Result<String, String> {
         let (config, mut diagnostics) = Config::load_partial(path);
         let Some(config) = config else {
             return Err(diagnostics.to_string());
         };
+        // Before any new runner can report them; harmless if refused below.
+        crate::redact::Redactor::global().add(&config.secrets);
         let catalog = Catalog::rescan(
             &search_dirs(&config.plugins.dir, config.plugins.beside_executable),
             &self.catalog,
@@ -238,6 +255,23 @@ impl Running {
         }
         self.degraded_status
             .store(config.server.degraded_status, Ordering::Relaxed);
+
+        // Notifications restart on the new notifiers and routes: what they
+        // already sent and what waits in the outbox is in the state store,
+        // so nothing is sent twice or lost. The rules keep their alerts and
+        // series, and hand over to the new notifiers from now on.
+        if let Some(old) = self.notifications.take() {
+            old.stop().await;
+        }
+        self.notifications = crate::notify::start(
+            &config,
+            &self.store,
+            &self.notify_metrics,
+            self.external_url.clone(),
+        );
+        let sink = alert_sink(self.notifications.as_ref());
+        self.rules
+            .reload(crate::alerting::wiring::reload(&config, sink));
         let summary = format!(
             "{} checks: {} kept, {} started, {} stopped",
             config.checks.len(),
@@ -308,6 +342,8 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) {
         config_path,
         notifier,
     } = control;
+    // Before any check runs or any notifier is called, so neither can leak them.
+    crate::redact::Redactor::global().add(&config.secrets);
     let catalog = catalog(&config);
     let scheduled = schedule_all(&catalog, &config);
     let board = Board::new(scheduled.iter().map(|s| s.spec.clone()));
@@ -318,11 +354,10 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) {
         |_| format!("http://{}", config.server.listen),
         |addr| format!("http://{addr}"),
     );
-    let notifications = crate::notify::start(&config, &store, &metrics, external_url);
-    let sink = notifications.as_ref().map_or_else(
-        || Arc::new(crate::alerting::LogSink) as Arc<dyn crate::alerting::AlertSink>,
-        crate::notify::Notifications::sink,
-    );
+    let notify_metrics = crate::notify::register_metrics(&metrics);
+    let notifications =
+        crate::notify::start(&config, &store, &notify_metrics, external_url.clone());
+    let sink = alert_sink(notifications.as_ref());
     let (rules, alerts) =
         crate::alerting::wiring::start(&config, Arc::clone(&board), &metrics, &store, sink);
     let degraded_status = Arc::new(AtomicU16::new(config.server.degraded_status));
@@ -341,7 +376,14 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) {
     );
 
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, state, async {
+    let admin = Arc::new(http::Admin::new(
+        &config,
+        &catalog,
+        scheduler.triggers(),
+        Arc::clone(&board),
+        metrics.clone(),
+    ));
+    let server = tokio::spawn(http::serve(listener, state, Arc::clone(&admin), async {
         let _ = http_stopped.await;
     }));
     let watchdog = crate::systemd::watchdog_period()
@@ -362,6 +404,11 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) {
         board,
         metrics,
         degraded_status,
+        rules,
+        notifications,
+        notify_metrics,
+        store,
+        external_url,
     };
     let mut status_ticks = tokio::time::interval(std::time::Duration::from_secs(10));
     loop {
@@ -369,9 +416,10 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) {
             () = &mut shutdown => break,
             Some(()) = reloads.recv() => {
                 notifier.reloading();
-                match running.reload(config_path.as_deref()) {
+                match running.reload(config_path.as_deref()).await {
                     Ok(summary) => {
                         running.metrics.observe_reload(true);
+                        admin.configure(&running.config, &running.catalog);
                         tracing::info!(target: "warden::security", %summary, "config reloaded");
                     }
                     Err(errors) => {
@@ -398,11 +446,9 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) {
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
-    if let Some(rules) = rules {
-        rules.stop().await;
-    }
+    running.rules.stop().await;
     // After the rules: their last hand-over is written to the outbox.
-    if let Some(notifications) = notifications {
+    if let Some(notifications) = running.notifications {
         notifications.stop().await;
     }
     tracing::info!("warden stopped");

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use warden_test_support::receiver::Request;
+
 use crate::harness::{Daemon, TempDir, free_port, plugin_dir};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -307,4 +309,108 @@ fn sigterm_exits_cleanly_even_with_a_plugin_stuck_in_a_call() {
     // The harness kills a daemon that has not exited 15 s after SIGTERM,
     // which would leave no exit code; the stuck call sleeps for 60 s.
     assert_eq!(daemon.stop().code(), Some(0));
+}
+
+/// A config whose rule fires while the scripted check fails, with a webhook
+/// notifier at `url`; `extra` is appended to the rule (annotations etc.).
+fn alerting_config(
+    addr: &str,
+    plugins: &Path,
+    state: &Path,
+    script: &Path,
+    url: &str,
+    rule: &str,
+) -> String {
+    header(addr, plugins)
+        + &format!(
+            "[state]\ndir = \"{}\"\n[alerting]\nevaluation_interval = \"200ms\"\n\
+             [notify]\nretry_initial = \"100ms\"\n\n{rule}\n\
+             [[notifier]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\n\n\
+             [[route]]\nmatchers = ['severity=\"critical\"']\nnotifiers = [\"hook\"]\n\n",
+            state.display()
+        )
+        + &scripted("s", "100ms", script)
+}
+
+#[test]
+fn sighup_keeps_firing_alerts_of_unchanged_rules_and_resolves_removed_ones() {
+    use warden_test_support::receiver::{Answer, Receiver};
+
+    let dir = TempDir::new("reload-rules");
+    let plugins = plugin_dir(&dir, &["warden_test_scripted"]);
+    let script = dir.write("s.script", "critical");
+    let receiver = Receiver::start(|_, _| Answer::status(200, "")).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let state = dir.path().join("state");
+    let rule = "[[rule]]\nname = \"Down\"\nexpr = 'warden_check_up == 0'\nseverity = \"critical\"\n\
+                annotations = { summary = \"{{ labels.check }} is down\" }\n";
+    let config = dir.write(
+        "warden.toml",
+        alerting_config(
+            &addr,
+            &plugins,
+            &state,
+            &script,
+            &receiver.url("/hook"),
+            rule,
+        ),
+    );
+    let mut daemon = Daemon::start(Some(&config), &addr, &dir);
+    daemon.wait_until("firing", WAIT, |d| {
+        d.get("/alerts").body.contains("\"firing\"")
+    });
+    let first = receiver.wait_for(1, WAIT);
+    assert_eq!(first[0].json()["status"], "firing");
+    let since = |d: &Daemon| d.get("/alerts").json()["alerts"][0]["since"].clone();
+    let started = since(&daemon);
+
+    // Same rule, new annotation text: the alert keeps firing, nobody is paged again.
+    let reworded = rule.replace("is down", "is still down");
+    std::fs::write(
+        &config,
+        alerting_config(
+            &addr,
+            &plugins,
+            &state,
+            &script,
+            &receiver.url("/hook"),
+            &reworded,
+        ),
+    )
+    .unwrap();
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_until("reloaded", WAIT, |d| {
+        metric(d, "warden_reloads_total{result=\"success\"}") == Some(1.0)
+    });
+    daemon.wait_until("new annotation", WAIT, |d| {
+        d.get("/alerts").body.contains("still down")
+    });
+    assert_eq!(since(&daemon), started, "the alert kept its start time");
+    std::thread::sleep(Duration::from_millis(600));
+    let after = receiver.requests();
+    assert!(
+        after.iter().all(|r| r.json()["status"] == "firing"),
+        "no resolve for an unchanged rule: {:?}",
+        after.iter().map(Request::json).collect::<Vec<_>>()
+    );
+
+    // The rule removed: its firing alert is resolved at the receiver.
+    std::fs::write(
+        &config,
+        alerting_config(&addr, &plugins, &state, &script, &receiver.url("/hook"), ""),
+    )
+    .unwrap();
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_until("resolve sent", WAIT, |_| {
+        receiver
+            .requests()
+            .iter()
+            .any(|r| r.json()["status"] == "resolved")
+    });
+    assert_eq!(
+        daemon.get("/alerts").json()["alerts"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
 }

@@ -78,6 +78,26 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Whether a reloaded rule produces the same alert instances as the one
+/// running, so its alerts carry over: same name, expression and identity
+/// labels. New `for`, `keep_firing_for` and annotations apply from the next
+/// evaluation without re-paging anyone.
+fn same_definition(a: &RuleConfig, b: &RuleConfig) -> bool {
+    a.name == b.name
+        && a.expr.source() == b.expr.source()
+        && a.severity == b.severity
+        && a.labels == b.labels
+}
+
+fn retention_of(rules: &[RuleRuntime]) -> Duration {
+    let longest = rules
+        .iter()
+        .map(|r| r.config.expr.max_range())
+        .max()
+        .unwrap_or_default();
+    longest + LOOKBACK + RETENTION_MARGIN
+}
+
 /// How long samples must be kept for `rules`.
 pub fn retention(rules: &[RuleConfig]) -> Duration {
     let longest = rules
@@ -153,6 +173,69 @@ impl Engine {
         Ok(restored)
     }
 
+    /// Swaps in a reloaded rule set. A rule whose definition did not change
+    /// keeps its pending and firing alerts with their start times; the
+    /// series store is kept whole, so range windows do not restart empty;
+    /// firing alerts of rules that are gone or changed are handed over as
+    /// resolved at the next evaluation (a changed rule re-fires after its
+    /// `for` if it still holds).
+    pub fn replace_rules(&mut self, rules: Vec<RuleConfig>, max_series: usize, now: Now) {
+        let mut old: Vec<RuleRuntime> = std::mem::take(&mut self.rules);
+        let mut gone: Vec<String> = Vec::new();
+        for rule in &rules {
+            self.metrics
+                .failures
+                .with_label_values(&[rule.name.as_str()]);
+        }
+        self.rules = rules
+            .into_iter()
+            .map(|config| {
+                let kept = old
+                    .iter()
+                    .position(|r| same_definition(&r.config, &config))
+                    .map(|i| old.swap_remove(i).alerts);
+                RuleRuntime {
+                    config,
+                    alerts: kept.unwrap_or_default(),
+                }
+            })
+            .collect();
+        for rule in old {
+            for active in rule.alerts.iter() {
+                if active.alert.state == AlertState::Firing {
+                    let mut alert = active.alert.clone();
+                    alert.state = AlertState::Resolved;
+                    alert.resolved_at = Some(now.wall);
+                    self.orphans.push(alert);
+                }
+            }
+            let name = rule.config.name.as_str();
+            for state in ["pending", "firing"] {
+                let _ = self.metrics.alerts.remove_label_values(&[name, state]);
+            }
+            if !self.rules.iter().any(|r| r.config.name == rule.config.name) {
+                gone.push(rule.config.name.clone());
+            }
+        }
+        if let Some(db) = &self.db {
+            let mut rows: Vec<(&str, Vec<Stored>)> =
+                gone.iter().map(|n| (n.as_str(), Vec::new())).collect();
+            // Changed rules start without alerts; make the stored state agree.
+            for rule in &self.rules {
+                if rule.alerts.iter().next().is_none() {
+                    rows.push((rule.config.name.as_str(), Vec::new()));
+                }
+            }
+            if let Err(error) = db.replace(&rows) {
+                tracing::error!(%error, "cannot save alert state");
+            }
+        }
+        self.store
+            .set_retention_ms(retention_of(&self.rules).as_millis() as i64);
+        self.store.set_max_series(max_series);
+        self.update_alert_metrics();
+    }
+
     /// Appends every sample of `families` at `timestamp_ms` and drops what
     /// fell out of retention.
     pub fn feed(&mut self, families: &[MetricFamily], timestamp_ms: i64) {
@@ -163,6 +246,11 @@ impl Engine {
         self.metrics
             .store_bytes
             .set(self.store.memory_bytes() as i64);
+    }
+
+    /// How many rules are loaded.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
     }
 
     /// The series store.

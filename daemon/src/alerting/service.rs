@@ -103,10 +103,24 @@ impl std::fmt::Debug for Inputs {
     }
 }
 
+/// A reloaded rule set for the running task.
+#[derive(Debug)]
+pub struct Reload {
+    /// The new rules.
+    pub rules: Vec<super::config::RuleConfig>,
+    /// The new series limit.
+    pub max_series: usize,
+    /// The new evaluation interval.
+    pub interval: Duration,
+    /// Where alerts go from now on (notifiers may have changed).
+    pub sink: Arc<dyn AlertSink>,
+}
+
 /// The running evaluation task.
 #[derive(Debug)]
 pub struct Service {
     stop: oneshot::Sender<()>,
+    reloads: tokio::sync::mpsc::UnboundedSender<Reload>,
     task: JoinHandle<()>,
 }
 
@@ -116,8 +130,22 @@ impl Service {
         let view = ActiveAlerts::default();
         view.set(engine.alerts());
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(engine, inputs, view.clone(), stopped));
-        (Service { stop, task }, view)
+        let (reloads, reloaded) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(run(engine, inputs, view.clone(), stopped, reloaded));
+        (
+            Service {
+                stop,
+                reloads,
+                task,
+            },
+            view,
+        )
+    }
+
+    /// Applies a reloaded rule set between two evaluations; alert state of
+    /// unchanged rules and the series history are kept.
+    pub fn reload(&self, reload: Reload) {
+        let _ = self.reloads.send(reload);
     }
 
     /// Stops after the evaluation in progress, if any.
@@ -129,9 +157,10 @@ impl Service {
 
 async fn run(
     mut engine: Engine,
-    inputs: Inputs,
+    mut inputs: Inputs,
     view: ActiveAlerts,
     mut stopped: oneshot::Receiver<()>,
+    mut reloaded: tokio::sync::mpsc::UnboundedReceiver<Reload>,
 ) {
     let mut ticks = tokio::time::interval(inputs.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -141,9 +170,23 @@ async fn run(
         tokio::select! {
             _ = ticks.tick() => {}
             _ = &mut stopped => break,
+            Some(reload) = reloaded.recv() => {
+                engine.replace_rules(reload.rules, reload.max_series, inputs.clock.now());
+                view.set(engine.alerts());
+                inputs.sink = reload.sink;
+                if reload.interval != inputs.interval {
+                    inputs.interval = reload.interval;
+                    ticks = tokio::time::interval(inputs.interval);
+                    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                }
+                continue;
+            }
         }
         let now = inputs.clock.now();
-        engine.feed(&(inputs.gather)(), now.timeline_ms);
+        // Without rules nothing reads the series: do not keep them.
+        if engine.rule_count() > 0 {
+            engine.feed(&(inputs.gather)(), now.timeline_ms);
+        }
         if !settled {
             settled = (inputs.ready)() || started.elapsed() >= inputs.settle;
             if !settled {

@@ -18,18 +18,16 @@ use crate::telemetry::Metrics;
 /// Longest wait for every check's first result before rules are evaluated.
 const MAX_SETTLE: Duration = Duration::from_secs(120);
 
-/// Starts rule evaluation; `None` (and an always empty list) without rules.
+/// Starts rule evaluation. It runs even without rules, so a reload can add
+/// some, and so alerts persisted for rules that are gone are resolved.
 pub fn start(
     config: &Config,
     board: Arc<Board>,
     metrics: &Metrics,
     store: &Store,
     sink: Arc<dyn AlertSink>,
-) -> (Option<Service>, ActiveAlerts) {
+) -> (Service, ActiveAlerts) {
     let alerting = &config.alerting;
-    if alerting.rules.is_empty() {
-        return (None, ActiveAlerts::default());
-    }
     for warning in lint::warnings(config) {
         tracing::warn!(%warning, "rule can never match");
     }
@@ -73,5 +71,18 @@ pub fn start(
         "rule evaluation started"
     );
     let (service, view) = Service::start(engine, inputs);
-    (Some(service), view)
+    (service, view)
+}
+
+/// The reload message for the running service from a new config.
+pub fn reload(config: &Config, sink: Arc<dyn AlertSink>) -> super::service::Reload {
+    for warning in lint::warnings(config) {
+        tracing::warn!(%warning, "rule can never match");
+    }
+    super::service::Reload {
+        rules: config.alerting.rules.clone(),
+        max_series: config.alerting.max_series,
+        interval: config.alerting.evaluation_interval,
+        sink,
+    }
 }

@@ -21,7 +21,7 @@ pub mod send;
 mod service;
 
 pub use matcher::{MatchOp, Matcher};
-pub use service::{Notifications, NotifySink, StartError, start};
+pub use service::{Notifications, NotifySink, StartError, register_metrics, start};
 
 #[cfg(test)]
 mod tests;

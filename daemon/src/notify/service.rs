@@ -23,27 +23,31 @@ use crate::telemetry::Metrics;
 /// How long `stop` waits for the dispatcher to write queued hand-overs.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Starts notifications for `config` with their metrics in `metrics`;
-/// `None` (the caller logs alerts instead) without notifiers, or when the
-/// outbox cannot be opened (logged).
+/// Registers the notification metrics in the daemon's registry, once per
+/// process: they outlive reloads that restart notifications.
+pub fn register_metrics(metrics: &Metrics) -> NotifyMetrics {
+    let notify = NotifyMetrics::new();
+    for collector in notify.collectors() {
+        if let Err(error) = metrics.register(collector) {
+            tracing::error!(%error, "cannot register notification metrics");
+        }
+    }
+    notify
+}
+
+/// Starts notifications for `config`; `None` (the caller logs alerts
+/// instead) without notifiers, or when the outbox cannot be opened (logged).
 pub fn start(
     config: &Config,
     store: &Store,
-    metrics: &Metrics,
+    metrics: &NotifyMetrics,
     external_url: String,
 ) -> Option<Notifications> {
     if config.notifiers.is_empty() {
         return None;
     }
-    match Notifications::start(config, store.clone(), external_url) {
-        Ok(notifications) => {
-            for collector in notifications.metrics.collectors() {
-                if let Err(error) = metrics.register(collector) {
-                    tracing::error!(%error, "cannot register notification metrics");
-                }
-            }
-            Some(notifications)
-        }
+    match Notifications::start_with(config, store.clone(), external_url, metrics.clone()) {
+        Ok(notifications) => Some(notifications),
         Err(error) => {
             tracing::error!(%error, "notifications cannot start; alerts are only logged");
             None
@@ -58,7 +62,11 @@ pub struct NotifySink {
 }
 
 impl AlertSink for NotifySink {
-    fn dispatch(&self, alerts: Vec<Alert>) {
+    fn dispatch(&self, mut alerts: Vec<Alert>) {
+        // Before the outbox: nothing stored or sent carries a known secret.
+        for alert in &mut alerts {
+            crate::redact::Redactor::global().alert(alert);
+        }
         // Fails only after stop; the next start re-evaluates anyway.
         let _ = self.queue.send(alerts);
     }
@@ -94,8 +102,17 @@ impl Notifications {
         store: Store,
         external_url: String,
     ) -> Result<Notifications, StartError> {
+        Notifications::start_with(config, store, external_url, NotifyMetrics::new())
+    }
+
+    /// As [`Notifications::start`], counting into existing `metrics`.
+    pub fn start_with(
+        config: &Config,
+        store: Store,
+        external_url: String,
+        metrics: NotifyMetrics,
+    ) -> Result<Notifications, StartError> {
         let outbox = Outbox::open(store)?;
-        let metrics = NotifyMetrics::new();
         let known: BTreeSet<&str> = config.notifiers.iter().map(|n| n.name.as_str()).collect();
         for (notifier, entries) in outbox.drop_unknown(&known)? {
             tracing::warn!(%notifier, entries, "outbox entries of a notifier no longer configured dropped");
