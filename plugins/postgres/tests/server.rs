@@ -186,7 +186,9 @@ fn closed_port_is_refused() {
 
 #[test]
 fn unknown_host_name_is_dns() {
-    let result = check(&mut plugin(json!({"host": "warden-no-such-host.invalid"})));
+    let result = warden_test_support::offline::without_network(|| {
+        check(&mut plugin(json!({"host": "warden-no-such-host.invalid"})))
+    });
     assert_eq!(result.status, Status::Critical, "{result:?}");
     assert_eq!(result.reason, Some(Reason::Dns), "{result:?}");
     assert!(

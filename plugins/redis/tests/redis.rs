@@ -145,10 +145,12 @@ fn refused_port_is_refused() {
 
 #[test]
 fn unresolvable_name_is_dns() {
-    let result = run(
-        &mut create(json!({"host": "warden-check.invalid"})),
-        Duration::from_secs(10),
-    );
+    let result = warden_test_support::offline::without_network(|| {
+        run(
+            &mut create(json!({"host": "warden-check.invalid"})),
+            Duration::from_secs(10),
+        )
+    });
     assert_eq!(result.status, Status::Critical);
     assert_eq!(result.reason, Some(Reason::Dns), "{result:?}");
     assert!(
