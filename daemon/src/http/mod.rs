@@ -2,6 +2,7 @@
 //! connections are capped, slow or idle clients time out, and shutdown
 //! drains within a bound.
 
+mod cache;
 mod routes;
 
 use std::future::Future;

@@ -7,13 +7,19 @@
 //! - `GET /health/detailed`: the above plus host resources and the daemon.
 //! - `GET /checks`, `GET /checks/{name}`: latest results, metrics, history.
 //! - `GET /alerts`: pending and firing alerts of the rules.
-//! - `GET /metrics`: Prometheus text format 0.0.4.
+//! - `GET /metrics`: Prometheus text format 0.0.4, gzip-compressed when the
+//!   client accepts it.
+//!
+//! `/readyz`, `/health` and `/metrics` are answered from [`AnswerCache`]s:
+//! rebuilt when a check records a result, when the clock second they show
+//! changes, or when a shown result turns stale, and reused otherwise.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use tokio::time::Instant;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -23,6 +29,8 @@ use crate::status::{
     Board, CheckView, Health, HistoryEntry, HostStatus, host_status, readiness_errors, rfc3339,
 };
 use crate::telemetry::Metrics;
+
+use super::cache::{AnswerCache, Rendered};
 
 /// What the handlers read.
 #[derive(Debug, Clone)]
@@ -37,6 +45,28 @@ pub struct AppState {
     pub degraded_status: Arc<std::sync::atomic::AtomicU16>,
 }
 
+/// What the handlers share: the state, and the answers kept for reuse.
+#[derive(Debug)]
+struct Shared {
+    state: AppState,
+    readyz: AnswerCache<u64>,
+    health: AnswerCache<HealthKey>,
+    ietf: AnswerCache<HealthKey>,
+    metrics: AnswerCache<(u64, u64)>,
+}
+
+/// What a `/health` answer depends on besides staleness: the board, the
+/// second shown as `timestamp` and `uptime`, and the degraded status code.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct HealthKey {
+    generation: u64,
+    wall_secs: u64,
+    uptime_secs: u64,
+    degraded_status: u16,
+}
+
+type State = Arc<Shared>;
+
 /// The heartbeat may lag this much before `/livez` fails.
 const LIVENESS_GRACE: Duration = HEARTBEAT.saturating_mul(5);
 const HEALTH_JSON: &str = "application/health+json";
@@ -44,7 +74,14 @@ const HEALTH_JSON: &str = "application/health+json";
 /// All routes, with request metrics.
 pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let metrics = state.metrics.clone();
-    let state = warp::any().map(move || state.clone());
+    let shared = Arc::new(Shared {
+        state,
+        readyz: AnswerCache::default(),
+        health: AnswerCache::default(),
+        ietf: AnswerCache::default(),
+        metrics: AnswerCache::default(),
+    });
+    let state = warp::any().map(move || Arc::clone(&shared));
     let get = warp::get();
 
     let livez = warp::path!("livez").and(get).and(state.clone()).map(livez);
@@ -75,6 +112,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .map(active_alerts);
     let prometheus = warp::path!("metrics")
         .and(get)
+        .and(warp::header::optional::<String>("accept-encoding"))
         .and(state)
         .map(prometheus_text);
 
@@ -102,7 +140,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
 }
 
 /// The route a path belongs to, for bounded metric labels.
-fn route_template(path: &str) -> &'static str {
+pub(super) fn route_template(path: &str) -> &'static str {
     match path {
         "/livez" => "/livez",
         "/readyz" => "/readyz",
@@ -125,6 +163,8 @@ fn json_reply(status: StatusCode, body: &Value) -> Response {
 }
 
 fn with_status(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
+    // Results are redacted when recorded; this catches what else may echo a secret.
+    let body = crate::redact::Redactor::global().bytes(body);
     let mut response = Response::new(body.into());
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -133,8 +173,67 @@ fn with_status(status: StatusCode, content_type: &'static str, body: Vec<u8>) ->
     response
 }
 
-fn livez(state: AppState) -> Response {
-    match state.board.since_heartbeat() {
+/// A cached answer as a response; the gzip form when `gzip` and there is one.
+fn cached_reply(answer: &Rendered, gzip: bool) -> Response {
+    let gzipped = if gzip { answer.gzip() } else { None };
+    let body = gzipped.unwrap_or(&answer.body).clone();
+    let mut response = Response::new(body.into());
+    *response.status_mut() = answer.status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(answer.content_type),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if answer.compressible() {
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    if gzipped.is_some() {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+fn rendered_json(status: StatusCode, content_type: &'static str, body: &Value) -> Rendered {
+    Rendered::new(
+        status,
+        content_type,
+        serde_json::to_vec(body).expect("JSON values serialise"),
+        false,
+    )
+}
+
+/// The first instant at which a result shown in `views` turns stale: until
+/// then, answers derived from them hold.
+fn stale_deadline(views: &[CheckView]) -> Option<Instant> {
+    views
+        .iter()
+        .filter(|v| !v.stale)
+        .filter_map(|v| {
+            let last = v.last.as_ref()?;
+            last.finished.checked_add(v.spec.stale_age())
+        })
+        .min()
+}
+
+/// Whether `Accept-Encoding` allows gzip (a `q=0` refuses it).
+fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    accept_encoding.is_some_and(|value| {
+        value.split(',').any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
+    })
+}
+
+fn livez(shared: State) -> Response {
+    match shared.state.board.since_heartbeat() {
         Some(age) if age <= LIVENESS_GRACE => {
             json_reply(StatusCode::OK, &json!({"status": "alive"}))
         }
@@ -149,16 +248,29 @@ fn livez(state: AppState) -> Response {
     }
 }
 
-fn readyz(state: AppState) -> Response {
-    let errors = readiness_errors(&state.board.views());
-    if errors.is_empty() {
-        json_reply(StatusCode::OK, &json!({"status": "ready"}))
-    } else {
-        json_reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "not ready", "errors": errors}),
-        )
-    }
+fn readyz(shared: State) -> Response {
+    let board = &shared.state.board;
+    let answer = shared
+        .readyz
+        .get_or_render(board.generation(), Instant::now(), || {
+            let views = board.views();
+            let errors = readiness_errors(&views);
+            let answer = if errors.is_empty() {
+                rendered_json(
+                    StatusCode::OK,
+                    "application/json",
+                    &json!({"status": "ready"}),
+                )
+            } else {
+                rendered_json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    &json!({"status": "not ready", "errors": errors}),
+                )
+            };
+            (answer, stale_deadline(&views))
+        });
+    cached_reply(&answer, false)
 }
 
 fn host_code(state: &AppState, status: HostStatus) -> StatusCode {
@@ -178,17 +290,37 @@ fn latency_ms(view: &CheckView) -> Option<u64> {
     view.last.as_ref().map(|l| l.duration.as_millis() as u64)
 }
 
-fn health(accept: Option<String>, state: AppState) -> Response {
-    let views = state.board.views();
-    let status = host_status(&views);
-    let code = host_code(&state, status);
-    if accept.is_some_and(|a| a.contains(HEALTH_JSON)) {
-        return with_status(
-            code,
-            HEALTH_JSON,
-            serde_json::to_vec(&ietf_health(&views, status)).expect("JSON"),
-        );
-    }
+fn health(accept: Option<String>, shared: State) -> Response {
+    let state = &shared.state;
+    let wall_secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let key = HealthKey {
+        generation: state.board.generation(),
+        wall_secs,
+        uptime_secs: state.board.uptime().as_secs(),
+        degraded_status: state
+            .degraded_status
+            .load(std::sync::atomic::Ordering::Relaxed),
+    };
+    let ietf = accept.is_some_and(|a| a.contains(HEALTH_JSON));
+    let cache = if ietf { &shared.ietf } else { &shared.health };
+    let answer = cache.get_or_render(key, Instant::now(), || {
+        let views = state.board.views();
+        let status = host_status(&views);
+        let code = host_code(state, status);
+        let answer = if ietf {
+            rendered_json(code, HEALTH_JSON, &ietf_health(&views, status))
+        } else {
+            rendered_json(code, "application/json", &health_json(&views, status, key))
+        };
+        (answer, stale_deadline(&views))
+    });
+    cached_reply(&answer, false)
+}
+
+fn health_json(views: &[CheckView], status: HostStatus, key: HealthKey) -> Value {
     let checks: serde_json::Map<String, Value> = views
         .iter()
         .map(|v| {
@@ -201,16 +333,13 @@ fn health(accept: Option<String>, state: AppState) -> Response {
             (v.spec.name.clone(), body)
         })
         .collect();
-    json_reply(
-        code,
-        &json!({
-            "status": status.as_str(),
-            "timestamp": rfc3339(SystemTime::now()),
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime": state.board.uptime().as_secs(),
-            "checks": checks,
-        }),
-    )
+    json!({
+        "status": status.as_str(),
+        "timestamp": rfc3339(UNIX_EPOCH + Duration::from_secs(key.wall_secs)),
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime": key.uptime_secs,
+        "checks": checks,
+    })
 }
 
 /// The IETF "Health Check Response Format for HTTP APIs" draft.
@@ -272,7 +401,8 @@ fn check_json(view: &CheckView) -> Value {
     })
 }
 
-fn detailed(state: AppState) -> Response {
+fn detailed(shared: State) -> Response {
+    let state = &shared.state;
     let views = state.board.views();
     let status = host_status(&views);
     let host = views
@@ -294,20 +424,20 @@ fn detailed(state: AppState) -> Response {
         },
         "checks": views.iter().map(check_json).collect::<Vec<_>>(),
     });
-    json_reply(host_code(&state, status), &body)
+    json_reply(host_code(state, status), &body)
 }
 
-fn checks(state: AppState) -> Response {
-    let views = state.board.views();
+fn checks(shared: State) -> Response {
+    let views = shared.state.board.views();
     json_reply(
         StatusCode::OK,
         &json!({"checks": views.iter().map(check_json).collect::<Vec<_>>()}),
     )
 }
 
-fn check(name: String, state: AppState) -> Response {
+fn check(name: String, shared: State) -> Response {
     let name = percent_encoding::percent_decode_str(&name).decode_utf8_lossy();
-    match state.board.view(&name) {
+    match shared.state.board.view(&name) {
         Some((view, history)) => {
             let mut body = check_json(&view);
             body["history"] = json!(history.iter().rev().collect::<Vec<&HistoryEntry>>());
@@ -320,17 +450,30 @@ fn check(name: String, state: AppState) -> Response {
     }
 }
 
-fn active_alerts(state: AppState) -> Response {
-    let body = crate::alerting::alerts_json(&state.alerts.snapshot());
+fn active_alerts(shared: State) -> Response {
+    let mut body = crate::alerting::alerts_json(&shared.state.alerts.snapshot());
+    // Annotations are rendered from config text, which may quote a secret.
+    crate::redact::Redactor::global().json(&mut body);
     json_reply(StatusCode::OK, &body)
 }
 
-fn prometheus_text(state: AppState) -> Response {
-    with_status(
-        StatusCode::OK,
-        "text/plain; version=0.0.4; charset=utf-8",
-        state.metrics.encode(),
-    )
+/// The exposition, rendered at most once per second of uptime unless a
+/// check records a result or turns stale: counters not about checks (HTTP
+/// requests, rules, notifications, process) may read up to a second old.
+fn prometheus_text(accept_encoding: Option<String>, shared: State) -> Response {
+    let state = &shared.state;
+    let key = (state.board.generation(), state.board.uptime().as_secs());
+    let answer = shared.metrics.get_or_render(key, Instant::now(), || {
+        let deadline = stale_deadline(&state.board.views());
+        let answer = Rendered::new(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            state.metrics.encode(),
+            true,
+        );
+        (answer, deadline)
+    });
+    cached_reply(&answer, accepts_gzip(accept_encoding.as_deref()))
 }
 
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
@@ -343,3 +486,6 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     };
     Ok(json_reply(code, &json!({"error": message})))
 }
+
+#[cfg(test)]
+mod tests;
