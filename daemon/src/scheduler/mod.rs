@@ -137,10 +137,11 @@ async fn drive(
     let mut ticks = tokio::time::interval_at(start, spec.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
+        let scheduled = tokio::select! {
+            scheduled = ticks.tick() => scheduled,
             _ = stopped.changed() => return,
-        }
+        };
+        metrics.observe_start_delay(scheduled.elapsed());
         let record = runner.run(spec.timeout).await;
         if *stopped.borrow() {
             // Removed or replaced by a reload while running: this result

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::status::{Board, CheckSpec, Health, RunRecord};
@@ -24,6 +25,10 @@ pub const MAX_PLUGIN_SERIES_PER_CHECK: usize = 500;
 const CHECK_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+/// Buckets for how late checks start: timer resolution up to a stalled runtime.
+const DELAY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 /// Buckets for HTTP request durations.
 const HTTP_BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
 
@@ -33,6 +38,7 @@ pub struct Metrics {
     registry: Registry,
     runs: IntCounterVec,
     durations: HistogramVec,
+    start_delay: Histogram,
     http_requests: IntCounterVec,
     http_durations: HistogramVec,
     reloads: IntCounterVec,
@@ -51,6 +57,16 @@ impl Metrics {
             HistogramOpts::new("warden_check_duration_seconds", "Duration of check runs.")
                 .buckets(CHECK_BUCKETS.to_vec()),
             &["check", "plugin"],
+        )
+        .expect("valid metric");
+        // One series for all checks: per-check labels would cost 15 series
+        // per check at the scale this is meant to watch.
+        let start_delay = Histogram::with_opts(
+            HistogramOpts::new(
+                "warden_check_start_delay_seconds",
+                "How late check runs start after their scheduled tick.",
+            )
+            .buckets(DELAY_BUCKETS.to_vec()),
         )
         .expect("valid metric");
         let http_requests = IntCounterVec::new(
@@ -94,6 +110,7 @@ impl Metrics {
         for collector in [
             Box::new(runs.clone()) as Box<dyn Collector>,
             Box::new(durations.clone()),
+            Box::new(start_delay.clone()),
             Box::new(http_requests.clone()),
             Box::new(http_durations.clone()),
             Box::new(build),
@@ -109,6 +126,7 @@ impl Metrics {
             registry,
             runs,
             durations,
+            start_delay,
             http_requests,
             http_durations,
             reloads,
@@ -123,6 +141,11 @@ impl Metrics {
         self.durations
             .with_label_values(&[spec.name.as_str(), spec.plugin.as_str()])
             .observe(record.duration.as_secs_f64());
+    }
+
+    /// Records how late a run started after its scheduled tick.
+    pub fn observe_start_delay(&self, delay: std::time::Duration) {
+        self.start_delay.observe(delay.as_secs_f64());
     }
 
     /// Counts an answered HTTP request.
