@@ -5,7 +5,7 @@
 //! handlers and the metrics collector. A std `RwLock` fits: critical sections
 //! are short, never span an `.await`, and readers vastly outnumber writers.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -151,7 +151,7 @@ pub struct CheckView {
 /// Shared state of all checks.
 #[derive(Debug)]
 pub struct Board {
-    entries: RwLock<Vec<Entry>>,
+    entries: RwLock<Entries>,
     started: Instant,
     started_wall: SystemTime,
     heartbeat_ms: AtomicU64,
@@ -163,7 +163,7 @@ impl Board {
     pub fn new(specs: impl IntoIterator<Item = CheckSpec>) -> Arc<Board> {
         let entries = specs.into_iter().map(Entry::pending).collect();
         Arc::new(Board {
-            entries: RwLock::new(entries),
+            entries: RwLock::new(Entries::new(entries)),
             started: Instant::now(),
             started_wall: SystemTime::now(),
             heartbeat_ms: AtomicU64::new(0),
@@ -176,14 +176,18 @@ impl Board {
     /// `specs` are dropped. Order follows `specs`.
     pub fn reconcile(&self, specs: Vec<CheckSpec>, keep: &dyn Fn(&str) -> bool) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        let mut old: Vec<Entry> = std::mem::take(&mut *entries);
-        for spec in specs {
-            let kept = keep(&spec.name)
-                .then(|| old.iter().position(|e| e.spec.name == spec.name))
-                .flatten()
-                .map(|i| old.swap_remove(i));
-            entries.push(kept.unwrap_or_else(|| Entry::pending(spec)));
-        }
+        let mut old: HashMap<String, Entry> = std::mem::take(&mut entries.list)
+            .into_iter()
+            .map(|e| (e.spec.name.clone(), e))
+            .collect();
+        let list = specs
+            .into_iter()
+            .map(|spec| {
+                let kept = keep(&spec.name).then(|| old.remove(&spec.name)).flatten();
+                kept.unwrap_or_else(|| Entry::pending(spec))
+            })
+            .collect();
+        *entries = Entries::new(list);
         self.generation.fetch_add(1, Ordering::Release);
     }
 
@@ -191,7 +195,7 @@ impl Board {
     /// Returns the new and previous health when it changed.
     pub fn record(&self, check: &str, record: RunRecord) -> Option<(Health, Health)> {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.iter_mut().find(|e| e.spec.name == check)?;
+        let entry = entries.get_mut(check)?;
         let now = Instant::now();
         let before = entry.health(now).0;
         if record.outcome.is_failure() {
@@ -228,14 +232,14 @@ impl Board {
     pub fn views(&self) -> Vec<CheckView> {
         let now = Instant::now();
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries.iter().map(|e| e.view(now)).collect()
+        entries.list.iter().map(|e| e.view(now)).collect()
     }
 
     /// The view of one check, with its history.
     pub fn view(&self, check: &str) -> Option<(CheckView, Vec<HistoryEntry>)> {
         let now = Instant::now();
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.iter().find(|e| e.spec.name == check)?;
+        let entry = entries.get(check)?;
         Some((entry.view(now), entry.history.iter().cloned().collect()))
     }
 
@@ -268,6 +272,33 @@ impl Board {
     /// When the daemon started, wall clock.
     pub fn started_wall(&self) -> SystemTime {
         self.started_wall
+    }
+}
+
+/// The checks in config order, with an index by name: every run records
+/// by name, so a linear search would make a round of n checks cost O(n²).
+#[derive(Debug)]
+struct Entries {
+    list: Vec<Entry>,
+    index: HashMap<String, usize>,
+}
+
+impl Entries {
+    fn new(list: Vec<Entry>) -> Entries {
+        let index = list
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.spec.name.clone(), i))
+            .collect();
+        Entries { list, index }
+    }
+
+    fn get(&self, name: &str) -> Option<&Entry> {
+        self.list.get(*self.index.get(name)?)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut Entry> {
+        self.list.get_mut(*self.index.get(name)?)
     }
 }
 
