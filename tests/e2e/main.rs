@@ -12,6 +12,7 @@ mod harness;
 mod isolation;
 mod notify;
 mod operations;
+mod package;
 mod platform;
 mod reference;
 mod skeleton;
