@@ -93,6 +93,12 @@ fn run(path: Option<&std::path::Path>) -> ExitCode {
         Err(code) => return code,
     };
     warden::telemetry::init_logging(&config.log);
+    // The HTTP connection cap needs more descriptors than the usual soft
+    // limit of 1024; the hard limit is ours to take.
+    match warden::limits::raise_open_files() {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,8 +1,16 @@
 //! The HTTP server: warp routes behind an accept loop of our own, so that
 //! connections are capped, slow or idle clients time out, and shutdown
 //! drains within a bound.
+//!
+//! Bounds: request heads over [`MAX_HEAD_BYTES`] get 431; a connection
+//! that sends no complete head within [`HEADER_TIMEOUT`] is closed, and the
+//! same timer runs again between keep-alive requests, so idle connections
+//! are closed after it too; at most [`MAX_CONNECTIONS`] are served at once;
+//! admin endpoints read no body and refuse large ones.
 
+mod admin;
 mod cache;
+mod diagnostics;
 mod routes;
 
 use std::future::Future;
@@ -13,21 +21,30 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use warp::Filter as _;
 
+pub use admin::{Admin, MAX_ADMIN_RUNS, Peer};
 pub use routes::{AppState, routes};
 
 /// Most connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
-/// A client must send its request headers within this time.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client must send its request headers within this time, and an idle
+/// keep-alive connection is closed after it.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request head accepted.
-const MAX_HEAD_BYTES: usize = 16 * 1024;
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long shutdown waits for open requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `state` on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
-    let service = warp::service(routes(state));
+/// Serves `state` and the admin endpoints on `listener` until `shutdown`
+/// resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    admin: Arc<Admin>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let service = TowerToHyperService::new(warp::service(admin::routes(admin).or(routes(state))));
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -37,7 +54,7 @@ pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future
             permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore never closed"),
             () = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
@@ -56,7 +73,14 @@ pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future
             .max_buf_size(MAX_HEAD_BYTES)
             .serve_connection(
                 TokioIo::new(stream),
-                TowerToHyperService::new(service.clone()),
+                // The client's address goes into every request, for the security log.
+                hyper::service::service_fn({
+                    let service = service.clone();
+                    move |mut request: hyper::Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(Peer(peer));
+                        hyper::service::Service::call(&service, request)
+                    }
+                }),
             );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

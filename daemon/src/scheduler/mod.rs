@@ -7,19 +7,23 @@
 //! - A run that overruns its interval is not followed by a backlog of missed
 //!   runs: missed ticks are skipped, keeping the phase.
 //! - A heartbeat task proves the runtime is making progress, for `/livez`.
+//! - An admin may ask for a run now ([`Triggers`]); the check's own task
+//!   runs it between scheduled runs, so two runs of one check never overlap.
 
 mod runner;
+mod trigger;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument;
 
 pub use runner::{InProcess, Runner};
+pub use trigger::{TriggerError, Triggers};
 
 use crate::status::{Board, CheckSpec, Health};
 use crate::telemetry::Metrics;
@@ -54,6 +58,7 @@ pub struct Scheduler {
     heartbeat: Task,
     board: Arc<Board>,
     metrics: Metrics,
+    triggers: Triggers,
 }
 
 impl Scheduler {
@@ -69,6 +74,7 @@ impl Scheduler {
             heartbeat,
             board,
             metrics,
+            triggers: Triggers::default(),
         };
         for check in checks {
             scheduler.add(check);
@@ -84,11 +90,13 @@ impl Scheduler {
         let span =
             tracing::error_span!("check", check = %check.spec.name, plugin = %check.spec.plugin);
         let (stop, stopped) = watch::channel(false);
+        let requests = self.triggers.register(&name);
         let task = drive(
             check,
             Arc::clone(&self.board),
             self.metrics.clone(),
             stopped,
+            requests,
         );
         let handle = tokio::spawn(task.instrument(span));
         if let Some(old) = self.tasks.insert(name, Task { handle, stop }) {
@@ -98,9 +106,15 @@ impl Scheduler {
 
     /// Stops scheduling a check; a run in progress ends at its deadline.
     pub fn remove(&mut self, name: &str) {
+        self.triggers.unregister(name);
         if let Some(task) = self.tasks.remove(name) {
             let _ = task.stop.send(true);
         }
+    }
+
+    /// Where run-now requests go; follows checks as they are added and removed.
+    pub fn triggers(&self) -> Triggers {
+        self.triggers.clone()
     }
 
     /// Names of the scheduled checks.
@@ -111,6 +125,7 @@ impl Scheduler {
     /// Stops scheduling and waits for running checks, each bounded by its
     /// deadline.
     pub async fn stop(self) {
+        self.triggers.clear();
         for task in self.tasks.values() {
             let _ = task.stop.send(true);
         }
@@ -131,17 +146,21 @@ async fn drive(
     board: Arc<Board>,
     metrics: Metrics,
     mut stopped: watch::Receiver<bool>,
+    mut requests: mpsc::Receiver<trigger::RunNow>,
 ) {
     let Scheduled { spec, runner } = check;
     let start = Instant::now() + initial_offset(spec.interval);
     let mut ticks = tokio::time::interval_at(start, spec.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
-        let scheduled = tokio::select! {
-            scheduled = ticks.tick() => scheduled,
+        let reply = tokio::select! {
+            scheduled = ticks.tick() => {
+                metrics.observe_start_delay(scheduled.elapsed());
+                None
+            }
+            Some(reply) = requests.recv() => Some(reply),
             _ = stopped.changed() => return,
         };
-        metrics.observe_start_delay(scheduled.elapsed());
         let record = runner.run(spec.timeout).await;
         if *stopped.borrow() {
             // Removed or replaced by a reload while running: this result
@@ -155,6 +174,7 @@ async fn drive(
             "check ran"
         );
         let (outcome, message) = (record.outcome.as_str(), record.message.clone());
+        let answer = reply.map(|reply| (reply, record.clone()));
         if let Some((now, before)) = board.record(&spec.name, record) {
             match now {
                 Health::Unhealthy => tracing::warn!(outcome, %message, ?before, "check failing"),
@@ -163,6 +183,12 @@ async fn drive(
                 }
                 _ => tracing::debug!(?now, ?before, "check health changed"),
             }
+        }
+        if let Some((reply, record)) = answer {
+            tracing::info!(target: "warden::security", outcome, "admin run finished");
+            // Sent once recorded, so the answer and the board agree; the
+            // requester may have given up, the run counts anyway.
+            let _ = reply.send(record);
         }
     }
 }

@@ -28,8 +28,22 @@ pub enum Runner {
 }
 
 impl Runner {
-    /// Runs the check once; never takes much longer than `timeout`.
+    /// Runs the check once; never takes much longer than `timeout`. Secrets
+    /// in the result (a driver error quoting its connection string) are
+    /// redacted here, once, so every consumer sees the redacted text.
     pub async fn run(&self, timeout: Duration) -> RunRecord {
+        let mut record = self.run_raw(timeout).await;
+        let redactor = crate::redact::Redactor::global();
+        redactor.in_place(&mut record.message);
+        for metric in &mut record.metrics {
+            for value in metric.labels.values_mut() {
+                redactor.in_place(value);
+            }
+        }
+        record
+    }
+
+    async fn run_raw(&self, timeout: Duration) -> RunRecord {
         let started_at = SystemTime::now();
         let started = Instant::now();
         match self {
