@@ -8,6 +8,7 @@
 #![allow(unreachable_pub, reason = "test modules share helpers")]
 
 mod alerting;
+mod hardening;
 mod harness;
 mod isolation;
 mod notify;
@@ -15,4 +16,5 @@ mod operations;
 mod package;
 mod platform;
 mod reference;
+mod secrets;
 mod skeleton;
