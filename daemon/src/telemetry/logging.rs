@@ -24,7 +24,8 @@ pub fn init(config: &LogConfig) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Every line passes the redactor: no known secret reaches the log.
+        .with_writer(crate::redact::Redactor::global().writer(std::io::stderr))
         .with_ansi(ansi);
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let _ = match (config.format, under_journal) {
