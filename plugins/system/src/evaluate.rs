@@ -44,6 +44,8 @@ pub struct DiskSpace {
     pub total: u64,
     /// Bytes an unprivileged user can still write.
     pub available: u64,
+    /// Free bytes reserved for root: neither used nor available to others.
+    pub reserved: u64,
 }
 
 /// Everything measured in one run; `None` means the figure could not be read.
@@ -84,9 +86,11 @@ impl Swap {
 }
 
 impl DiskSpace {
-    /// Used share, blocks reserved for root counted as used.
+    /// Used share as `df` computes it: used over what users can have, so
+    /// the blocks reserved for root count neither as used nor as free.
     pub fn used_ratio(&self) -> Option<f64> {
-        ratio(self.total.saturating_sub(self.available), self.total)
+        let usable = self.total.saturating_sub(self.reserved);
+        ratio(usable.saturating_sub(self.available), usable)
     }
 }
 
@@ -170,7 +174,7 @@ pub fn evaluate(snapshot: &Snapshot, thresholds: &Thresholds) -> CheckResult {
         None => summary.push("cpu n/a".to_owned()),
     }
     if let Some(count) = snapshot.cpu_count {
-        metrics.extend(gauge("cpu_count", count as f64, None));
+        metrics.extend(gauge("cpus", count as f64, None));
     }
 
     match snapshot.memory.and_then(|m| Some((m, m.used_ratio()?))) {
@@ -319,11 +323,13 @@ mod tests {
                     mount: "/".to_owned(),
                     total: 100 * GIB,
                     available: 45 * GIB,
+                    reserved: 0,
                 },
                 DiskSpace {
                     mount: "/var".to_owned(),
                     total: 10 * GIB,
                     available: GIB / 2,
+                    reserved: 0,
                 },
             ],
         }
@@ -478,5 +484,23 @@ mod tests {
     fn ratio_is_none_for_zero_whole_and_capped_at_one() {
         assert_eq!(ratio(5, 0), None);
         assert_eq!(ratio(7, 5), Some(1.0));
+    }
+}
+
+#[cfg(test)]
+mod disk_ratio_tests {
+    use super::DiskSpace;
+
+    #[test]
+    fn root_reserved_blocks_count_as_neither_used_nor_free() {
+        // df: 100 blocks, 30 free of which 10 reserved: used 70 / (70 + 20).
+        let disk = DiskSpace {
+            mount: "/".into(),
+            total: 100,
+            available: 20,
+            reserved: 10,
+        };
+        let ratio = disk.used_ratio().unwrap();
+        assert!((ratio - 70.0 / 90.0).abs() < 1e-12, "{ratio}");
     }
 }

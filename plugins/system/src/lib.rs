@@ -87,7 +87,7 @@ mod tests {
         assert!(available <= memory_total);
         let cpu = metric(&result, "cpu_usage_ratio").expect("cpu measured on the first run");
         assert!(cpu.value.is_finite());
-        assert!(metric(&result, "cpu_count").expect("cpu count").value >= 1.0);
+        assert!(metric(&result, "cpus").expect("cpu count").value >= 1.0);
         for m in &result.metrics {
             assert!(m.value.is_finite() && m.value >= 0.0, "{m:?}");
             if m.name.ends_with("_ratio") {

@@ -151,8 +151,30 @@ impl Sampler {
                 mount: disk.mount_point().to_string_lossy().into_owned(),
                 total: disk.total_space(),
                 available: disk.available_space().min(disk.total_space()),
+                reserved: reserved_bytes(disk.mount_point()).unwrap_or(0),
             });
         }
         space
     }
+}
+
+/// Free bytes that only root may use (`f_bfree - f_bavail`), which sysinfo
+/// does not report; `None` when `statvfs` fails.
+#[allow(
+    unsafe_code,
+    reason = "statvfs(2) has no safe wrapper in std or sysinfo"
+)]
+fn reserved_bytes(mount: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(mount.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `path` is NUL-terminated and `stats` is a writable statvfs.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs succeeded, so it filled the struct.
+    let stats = unsafe { stats.assume_init() };
+    let reserved_blocks = stats.f_bfree.saturating_sub(stats.f_bavail);
+    Some(reserved_blocks.saturating_mul(stats.f_frsize))
 }
