@@ -379,6 +379,9 @@ impl Alertmanager {
     }
 
     async fn alerts(&self) -> Option<serde_json::Value> {
+        // The daemon installs the crypto provider when it builds its sender;
+        // this test's own client may come first in its process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let response = reqwest::get(format!("{}/api/v2/alerts", self.url))
             .await
             .ok()?;

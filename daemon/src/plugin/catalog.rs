@@ -33,18 +33,18 @@ pub struct Catalog {
 
 impl Catalog {
     /// Scans `dirs` in order, loading every library file in them.
-    pub fn scan(dirs: &[PathBuf]) -> Catalog {
+    pub fn scan(dirs: &[SearchDir]) -> Catalog {
         Catalog::rescan(dirs, &Catalog::default())
     }
 
     /// Scans again for a reload: a library whose file is unchanged since
     /// `previous` loaded it is reused as is (its instances live on); a
     /// changed file is loaded afresh from a private copy.
-    pub fn rescan(dirs: &[PathBuf], previous: &Catalog) -> Catalog {
+    pub fn rescan(dirs: &[SearchDir], previous: &Catalog) -> Catalog {
         let mut catalog = Catalog::default();
         let mut seen_dirs = Vec::new();
         for dir in dirs {
-            let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+            let canonical = dir.path.canonicalize().unwrap_or_else(|_| dir.path.clone());
             if seen_dirs.contains(&canonical) {
                 continue;
             }
@@ -69,7 +69,8 @@ impl Catalog {
         }
     }
 
-    fn scan_dir(&mut self, dir: &Path, previous: &Catalog) {
+    fn scan_dir(&mut self, search: &SearchDir, previous: &Catalog) {
+        let dir = search.path.as_path();
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(error) => {
@@ -81,7 +82,7 @@ impl Catalog {
         let mut paths: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.is_file() && p.to_string_lossy().ends_with(LIBRARY_SUFFIX))
+            .filter(|p| p.is_file() && is_plugin_file(p, search.warden_only))
             .collect();
         paths.sort();
         for path in paths {
@@ -118,6 +119,12 @@ impl Catalog {
     }
 }
 
+/// Whether `path` is named like a plugin library.
+fn is_plugin_file(path: &Path, warden_only: bool) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    name.ends_with(LIBRARY_SUFFIX) && (!warden_only || name.starts_with("libwarden_"))
+}
+
 /// Loads `path`, reusing what `previous` loaded from it if the file is the same.
 fn load(path: &Path, previous: &Catalog) -> Result<Arc<Library>, String> {
     let loaded_before = previous
@@ -151,16 +158,45 @@ fn unsafe_permissions(path: &Path) -> Option<String> {
     })
 }
 
+/// A directory searched for plugins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchDir {
+    /// The directory.
+    pub path: PathBuf,
+    /// Only `libwarden_*.so` files count: the executable's own directory
+    /// (`/usr/bin` once installed) holds other libraries that must never be
+    /// loaded (`ld.so`, for one).
+    pub warden_only: bool,
+}
+
 /// The directories to search for `config`: the configured ones, then the
 /// executable's own directory when allowed.
-pub fn search_dirs(configured: &[PathBuf], beside_executable: bool) -> Vec<PathBuf> {
-    let mut dirs = configured.to_vec();
+pub fn search_dirs(configured: &[PathBuf], beside_executable: bool) -> Vec<SearchDir> {
+    let mut dirs: Vec<SearchDir> = configured
+        .iter()
+        .map(|path| SearchDir { path: path.clone(), warden_only: false })
+        .collect();
     if beside_executable
         && let Some(dir) = std::env::current_exe()
             .ok()
             .and_then(|exe| exe.parent().map(Path::to_owned))
     {
-        dirs.push(dir);
+        dirs.push(SearchDir { path: dir, warden_only: true });
     }
     dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_warden_libraries_count_beside_the_executable() {
+        let ld = Path::new("/usr/bin/ld.so");
+        let plugin = Path::new("/usr/bin/libwarden_system.so");
+        assert!(!is_plugin_file(ld, true));
+        assert!(is_plugin_file(plugin, true));
+        assert!(is_plugin_file(ld, false), "configured directories take any *.so");
+        assert!(!is_plugin_file(Path::new("/x/libwarden_system.so.bak"), false));
+    }
 }

@@ -7,6 +7,6 @@ mod catalog;
 mod instance;
 mod library;
 
-pub use catalog::{Catalog, Found, search_dirs};
+pub use catalog::{Catalog, Found, SearchDir, search_dirs};
 pub use instance::{CallError, Instance, monotonic_ns};
 pub use library::{Library, LoadError};
