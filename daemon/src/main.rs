@@ -92,7 +92,14 @@ fn run(path: Option<&std::path::Path>) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    warden::telemetry::init_logging(&config.log);
+    // Held to the very end: dropping it writes out the last lines.
+    let logging = match warden::telemetry::init_logging(&config.log) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("warden: {error}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
     // The HTTP connection cap needs more descriptors than the usual soft
     // limit of 1024; the hard limit is ours to take.
     match warden::limits::raise_open_files() {
@@ -129,5 +136,6 @@ fn run(path: Option<&std::path::Path>) -> ExitCode {
     // A plugin call stuck past its deadline holds a blocking thread that
     // cannot be cancelled; do not let it hold up the exit.
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    drop(logging);
     code
 }

@@ -11,6 +11,7 @@ mod alerting;
 mod hardening;
 mod harness;
 mod isolation;
+mod logging;
 mod notify;
 mod operations;
 mod package;

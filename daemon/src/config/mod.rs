@@ -8,6 +8,7 @@
 
 mod diagnostic;
 mod duration;
+mod logging;
 mod notify;
 mod secret;
 
@@ -22,6 +23,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
 pub use duration::ConfigDuration;
+pub use logging::{DEFAULT_MAX_FILES, DEFAULT_PROBE_SAMPLE, LogConfig, LogFormat, Rotation};
 pub use notify::{NotifierConfig, NotifierKind, NotifyConfig, RouteConfig};
 pub use secret::Secret;
 
@@ -146,30 +148,6 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D
         OneOrMany::One(path) => vec![path],
         OneOrMany::Many(paths) => paths,
     })
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// `[log]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    /// A tracing filter, e.g. `info` or `info,warden::http=debug`; `RUST_LOG`
-    /// overrides it.
-    #[serde(default)]
-    pub level: Option<String>,
-    /// Output format.
-    #[serde(default)]
-    pub format: LogFormat,
 }
 
 /// `[state]`.

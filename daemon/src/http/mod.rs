@@ -8,6 +8,7 @@
 //! are closed after it too; at most [`MAX_CONNECTIONS`] are served at once;
 //! admin endpoints read no body and refuse large ones.
 
+mod access;
 mod admin;
 mod cache;
 mod diagnostics;
@@ -44,7 +45,9 @@ pub async fn serve(
     admin: Arc<Admin>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let service = TowerToHyperService::new(warp::service(admin::routes(admin).or(routes(state))));
+    let service = access::AccessLog::new(TowerToHyperService::new(warp::service(
+        admin::routes(admin).or(routes(state)),
+    )));
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);

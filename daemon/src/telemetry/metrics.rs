@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -116,6 +116,7 @@ impl Metrics {
             Box::new(build),
             Box::new(reloads.clone()),
             Box::new(BoardCollector::new(board)),
+            Box::new(super::dropped::DroppedLinesCollector::new()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry
@@ -301,13 +302,19 @@ impl Collector for BoardCollector {
                         .as_deref()
                         .map(|u| format!(" ({u})"))
                         .unwrap_or_default();
-                    family(
+                    let mut family = family(
                         &name,
                         &format!(
                             "Metric {}{unit} reported by the {} plugin.",
                             metric.name, view.spec.plugin
                         ),
-                    )
+                    );
+                    // By Prometheus convention `_total` names a counter;
+                    // exposing it as a gauge would mislead rate().
+                    if name.ends_with("_total") {
+                        family.set_field_type(MetricType::COUNTER);
+                    }
+                    family
                 });
                 let extra: Vec<(String, &str)> = metric
                     .labels
@@ -348,11 +355,17 @@ fn push(family: &mut MetricFamily, base: &[(&str, &str)], extra: &[(String, &str
         labels.push(pair(&key, v));
     }
     labels.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut gauge = Gauge::default();
-    gauge.set_value(value);
     let mut metric = Metric::default();
     metric.set_label(labels);
-    metric.set_gauge(gauge);
+    if family.get_field_type() == MetricType::COUNTER {
+        let mut counter = Counter::default();
+        counter.set_value(value);
+        metric.set_counter(counter);
+    } else {
+        let mut gauge = Gauge::default();
+        gauge.set_value(value);
+        metric.set_gauge(gauge);
+    }
     family.mut_metric().push(metric);
 }
 

@@ -1,7 +1,12 @@
 //! What the daemon says about itself: metrics and logs.
 
+mod dropped;
+mod json;
 mod logging;
 mod metrics;
+mod rolling;
 
-pub use logging::init as init_logging;
+pub use dropped::dropped_lines as log_lines_dropped;
+pub use logging::{LogGuard, SECURITY_TARGET, init as init_logging, probe_sample};
 pub use metrics::{MAX_PLUGIN_SERIES_PER_CHECK, Metrics};
+pub use rolling::OpenError as LogFileError;
