@@ -67,14 +67,19 @@ fn plugins(path: Option<&std::path::Path>) -> ExitCode {
     }
     for found in &catalog.found {
         match &found.outcome {
-            Ok(lib) => println!(
-                "{:<16} {:<10} abi {}.{}  {}",
-                lib.name,
-                lib.version,
-                lib.abi.0,
-                lib.abi.1,
-                found.path.display()
-            ),
+            Ok(lib) => {
+                println!(
+                    "{:<16} {:<10} abi {}.{}  {}",
+                    lib.name,
+                    lib.version,
+                    lib.abi.0,
+                    lib.abi.1,
+                    found.path.display()
+                );
+                if !lib.description.is_empty() {
+                    println!("{:<16} {}", "", lib.description);
+                }
+            }
             Err(reason) => println!(
                 "{:<16} {:<10} {:<8}  {}: {reason}",
                 "-",

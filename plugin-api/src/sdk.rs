@@ -282,6 +282,14 @@ macro_rules! export_plugin {
             description = env!("CARGO_PKG_DESCRIPTION"),
         );
     };
+    ($plugin:ty, name = $name:literal, description = $description:expr $(,)?) => {
+        $crate::export_plugin!(
+            $plugin,
+            name = $name,
+            version = env!("CARGO_PKG_VERSION"),
+            description = $description,
+        );
+    };
     ($plugin:ty, name = $name:literal, version = $version:expr $(,)?) => {
         $crate::export_plugin!(
             $plugin,

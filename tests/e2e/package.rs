@@ -283,7 +283,9 @@ fn the_debian_package_installs_runs_upgrades_and_purges() {
 
     // ... and finds exactly the four packaged plugins.
     let listed = ok("/usr/bin/warden", &["plugins", "--config", CONFIG]);
-    assert_eq!(listed.lines().count(), PLUGINS.len(), "{listed}");
+    // One line per library, each followed by its description line.
+    let libraries = listed.lines().filter(|l| !l.starts_with(' ')).count();
+    assert_eq!(libraries, PLUGINS.len(), "{listed}");
     for plugin in PLUGINS {
         let path = format!("{PLUGIN_DIR}/libwarden_{plugin}.so");
         assert!(
