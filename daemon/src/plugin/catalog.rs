@@ -121,7 +121,10 @@ impl Catalog {
 
 /// Whether `path` is named like a plugin library.
 fn is_plugin_file(path: &Path, warden_only: bool) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     name.ends_with(LIBRARY_SUFFIX) && (!warden_only || name.starts_with("libwarden_"))
 }
 
@@ -174,14 +177,20 @@ pub struct SearchDir {
 pub fn search_dirs(configured: &[PathBuf], beside_executable: bool) -> Vec<SearchDir> {
     let mut dirs: Vec<SearchDir> = configured
         .iter()
-        .map(|path| SearchDir { path: path.clone(), warden_only: false })
+        .map(|path| SearchDir {
+            path: path.clone(),
+            warden_only: false,
+        })
         .collect();
     if beside_executable
         && let Some(dir) = std::env::current_exe()
             .ok()
             .and_then(|exe| exe.parent().map(Path::to_owned))
     {
-        dirs.push(SearchDir { path: dir, warden_only: true });
+        dirs.push(SearchDir {
+            path: dir,
+            warden_only: true,
+        });
     }
     dirs
 }
@@ -196,7 +205,13 @@ mod tests {
         let plugin = Path::new("/usr/bin/libwarden_system.so");
         assert!(!is_plugin_file(ld, true));
         assert!(is_plugin_file(plugin, true));
-        assert!(is_plugin_file(ld, false), "configured directories take any *.so");
-        assert!(!is_plugin_file(Path::new("/x/libwarden_system.so.bak"), false));
+        assert!(
+            is_plugin_file(ld, false),
+            "configured directories take any *.so"
+        );
+        assert!(!is_plugin_file(
+            Path::new("/x/libwarden_system.so.bak"),
+            false
+        ));
     }
 }
