@@ -280,6 +280,7 @@ impl Config {
     pub fn parse_partial(text: &str, origin: Origin) -> (Option<Config>, Diagnostics) {
         let mut cx = Loader {
             text,
+            lines: diagnostic::LineIndex::new(text),
             origin: &origin,
             diagnostics: Vec::new(),
         };
@@ -341,13 +342,14 @@ impl Config {
 
 struct Loader<'a> {
     text: &'a str,
+    lines: diagnostic::LineIndex,
     origin: &'a Origin,
     diagnostics: Vec<Diagnostic>,
 }
 
 impl Loader<'_> {
     fn position(&self, offset: usize) -> Position {
-        Position::of(self.text, offset)
+        self.lines.position(self.text, offset)
     }
 
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
