@@ -414,3 +414,35 @@ fn sighup_keeps_firing_alerts_of_unchanged_rules_and_resolves_removed_ones() {
         Some(0)
     );
 }
+
+#[test]
+fn a_second_sigterm_exits_at_once() {
+    use std::io::Write;
+
+    let dir = TempDir::new("second-signal");
+    let plugins = plugin_dir(&dir, &["warden_test_scripted"]);
+    let ok = dir.write("ok.script", "ok");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.write(
+        "warden.toml",
+        header(&addr, &plugins) + &scripted("s", "100ms", &ok),
+    );
+    let daemon = Daemon::start(Some(&config), &addr, &dir);
+
+    // A request whose head never completes holds the graceful drain open.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    daemon.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit(WAIT);
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "the second signal did not cut the drain short"
+    );
+    assert!(dir.path().join("warden.log").exists());
+    drop(slow);
+}

@@ -307,3 +307,130 @@ fn two_plugins_with_one_name_are_an_error_naming_both_paths() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_rust_plugin_built_outside_the_workspace_runs_as_a_check() {
+    let dir = TempDir::new("out-of-tree");
+    let plugins = plugin_dir(&dir, &[]);
+    let api = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-api");
+    let krate = dir.path().join("ping-file");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    // The plugin from docs/plugin-guide.md, as an author would write it.
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        format!(
+            r#"[package]
+name = "ping-file"
+version = "0.3.0"
+edition = "2024"
+description = "Checks that a file exists"
+
+[lib]
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+warden-plugin-api = {{ path = "{}" }}
+serde = {{ version = "1", features = ["derive"] }}
+serde_json = "1"
+
+[workspace]
+"#,
+            api.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        krate.join("src/lib.rs"),
+        r#"
+use serde::Deserialize;
+use warden_plugin_api::{CheckResult, Host, Metric, Plugin, Reason, RunContext};
+
+#[derive(Debug)]
+pub struct FileExists {
+    path: std::path::PathBuf,
+    host: Host,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    path: std::path::PathBuf,
+}
+
+impl Plugin for FileExists {
+    fn create(config: serde_json::Value, host: Host) -> Result<Self, String> {
+        let config: Config = serde_json::from_value(config).map_err(|e| e.to_string())?;
+        Ok(FileExists { path: config.path, host })
+    }
+
+    fn check(&mut self, _ctx: &RunContext) -> CheckResult {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) => CheckResult::ok(format!("{} exists", self.path.display()))
+                .with_metrics([Metric::new("file_size_bytes", meta.len() as f64).unit("bytes")]),
+            Err(error) => {
+                self.host.warn("file is missing");
+                CheckResult::critical(Reason::Other, format!("{}: {error}", self.path.display()))
+            }
+        }
+    }
+}
+
+warden_plugin_api::export_plugin!(FileExists, name = "file_exists");
+"#,
+    )
+    .unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "--quiet", "--offline"])
+        .current_dir(&krate)
+        .env("CARGO_TARGET_DIR", krate.join("target"))
+        .output()
+        .expect("cargo runs");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    std::fs::copy(
+        krate.join("target/debug/libping_file.so"),
+        plugins.join("libping_file.so"),
+    )
+    .unwrap();
+
+    let present = dir.write("present", "12345");
+    let checks = check_block(
+        "there",
+        "file_exists",
+        "200ms",
+        "100ms",
+        &format!("path = \"{}\"", present.display()),
+    ) + &check_block(
+        "gone",
+        "file_exists",
+        "200ms",
+        "100ms",
+        &format!("path = \"{}\"", dir.path().join("nope").display()),
+    );
+    let mut daemon = Daemon::with_config(&dir, &config(&plugins, &checks));
+    daemon.wait_until("both ran", WAIT, |d| {
+        check(d, "there")["result"] == "ok" && check(d, "gone")["result"] == "critical"
+    });
+    assert!(
+        daemon.get("/metrics").body.contains(
+            "warden_file_exists_file_size_bytes{check=\"there\",plugin=\"file_exists\"} 5"
+        )
+    );
+    let listing = warden(&[
+        "plugins",
+        "--config",
+        dir.path().join("warden.toml").to_str().unwrap(),
+    ]);
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.contains("file_exists")
+            && listing.contains("0.3.0")
+            && listing.contains("Checks that a file exists"),
+        "{listing}"
+    );
+    assert!(daemon.log().contains("file is missing"));
+}
