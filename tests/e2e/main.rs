@@ -8,6 +8,7 @@
 #![allow(unreachable_pub, reason = "test modules share helpers")]
 
 mod alerting;
+mod cache_down;
 mod hardening;
 mod harness;
 mod isolation;
