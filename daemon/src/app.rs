@@ -120,7 +120,7 @@ pub fn open_store(config: &Config) -> Store {
 /// How the outside world steers a running daemon.
 pub struct Control {
     /// Resolves when the daemon should stop.
-    pub shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+    pub shutdown: Shutdown,
     /// One message per reload request (SIGHUP).
     pub reloads: mpsc::UnboundedReceiver<()>,
     /// Where the config is re-read from on reload; `None` for the embedded default.
@@ -195,42 +195,31 @@ impl Running {
     /// Re-reads the config and applies it if, and only if, all of it is
     /// valid: config, rules, every new or changed check's plugin section.
     /// Unchanged checks keep their schedule, state and history.
-    async fn reload(&mut self, path: Option<&std::path::Path>) -> Result<String, String> {
-        let (config, mut diagnostics) = Config::load_partial(path);
-        let Some(config) = config else {
-            return Err(diagnostics.to_string());
+    async fn reload(&mut self, path: Option<PathBuf>, shutdown: &mut Shutdown) -> Reloaded {
+        // Reading files, loading libraries and creating instances can block
+        // (a secret that is a FIFO, a plugin whose create never returns), so
+        // it runs off the async workers, and a stop request still wins.
+        let (config, catalog) = (self.config.clone(), self.catalog.clone());
+        let job =
+            tokio::task::spawn_blocking(move || prepare_reload(path.as_deref(), &config, &catalog));
+        let prepared = tokio::select! {
+            joined = job => joined.map_err(|e| format!("reload failed: {e}")).and_then(|r| r),
+            () = shutdown.as_mut() => return Reloaded::Interrupted,
         };
-        // Before any new runner can report them; harmless if refused below.
-        crate::redact::Redactor::global().add(&config.secrets);
-        let catalog = Catalog::rescan(
-            &search_dirs(&config.plugins.dir, config.plugins.beside_executable),
-            &self.catalog,
-        );
-        let plan = crate::reload::plan(&self.config, &self.catalog, &config, &catalog);
+        match prepared {
+            Ok(prepared) => Reloaded::Done(Ok(self.apply(prepared).await)),
+            Err(errors) => Reloaded::Done(Err(errors)),
+        }
+    }
 
-        // Build every new runner before touching anything, so a refusal
-        // leaves the running set as it is.
-        let mut started = Vec::with_capacity(plan.start.len());
-        for name in &plan.start {
-            let check = config.check(name).expect("planned checks exist");
-            match prepare(&catalog, check) {
-                Ok(runner) => started.push(Scheduled {
-                    spec: CheckSpec::from_config(check),
-                    runner,
-                }),
-                Err(message) => diagnostics.0.push(Diagnostic::new(
-                    &config.origin,
-                    check.config_position,
-                    format!("check {name:?}: {message}"),
-                )),
-            }
-        }
-        if let Err(duplicates) = validate_plugin_names(&config, &catalog) {
-            diagnostics.0.extend(duplicates.0);
-        }
-        if !diagnostics.0.is_empty() {
-            return Err(diagnostics.sorted().to_string());
-        }
+    /// Switches to a prepared config: nothing here can fail or block long.
+    async fn apply(&mut self, prepared: Prepared) -> String {
+        let Prepared {
+            config,
+            catalog,
+            plan,
+            started,
+        } = prepared;
         if config.server.listen != self.config.server.listen {
             tracing::warn!(
                 listen = %self.config.server.listen,
@@ -281,8 +270,75 @@ impl Running {
         );
         self.config = config;
         self.catalog = catalog;
-        Ok(summary)
+        summary
     }
+}
+
+/// A stop request, polled by the main loop and during a reload.
+type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How a reload ended.
+enum Reloaded {
+    /// Applied (with a summary) or refused (with every error).
+    Done(Result<String, String>),
+    /// A stop request came first; nothing changed.
+    Interrupted,
+}
+
+/// A new config, validated in full and ready to switch to.
+struct Prepared {
+    config: Config,
+    catalog: Catalog,
+    plan: crate::reload::CheckPlan,
+    started: Vec<Scheduled>,
+}
+
+/// Reads and validates the config at `path` against what runs now, and
+/// builds every new or changed check's runner, touching nothing that runs:
+/// a refusal leaves the daemon exactly as it was.
+fn prepare_reload(
+    path: Option<&std::path::Path>,
+    current: &Config,
+    current_catalog: &Catalog,
+) -> Result<Prepared, String> {
+    let (config, mut diagnostics) = Config::load_partial(path);
+    let Some(config) = config else {
+        return Err(diagnostics.to_string());
+    };
+    // Before any new runner can report them; harmless if refused below.
+    crate::redact::Redactor::global().add(&config.secrets);
+    let catalog = Catalog::rescan(
+        &search_dirs(&config.plugins.dir, config.plugins.beside_executable),
+        current_catalog,
+    );
+    let plan = crate::reload::plan(current, current_catalog, &config, &catalog);
+    let mut started = Vec::with_capacity(plan.start.len());
+    for name in &plan.start {
+        let check = config.check(name).expect("planned checks exist");
+        match prepare(&catalog, check) {
+            Ok(runner) => started.push(Scheduled {
+                spec: CheckSpec::from_config(check),
+                runner,
+            }),
+            Err(message) => diagnostics.0.push(Diagnostic::new(
+                &config.origin,
+                check.config_position,
+                format!("check {name:?}: {message}"),
+            )),
+        }
+    }
+    if let Err(duplicates) = validate_plugin_names(&config, &catalog) {
+        diagnostics.0.extend(duplicates.0);
+    }
+    if !diagnostics.0.is_empty() {
+        return Err(diagnostics.sorted().to_string());
+    }
+    Ok(Prepared {
+        config,
+        catalog,
+        plan,
+        started,
+    })
 }
 
 /// Duplicate plugin names, as errors.
@@ -416,7 +472,14 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) {
             () = &mut shutdown => break,
             Some(()) = reloads.recv() => {
                 notifier.reloading();
-                match running.reload(config_path.as_deref()).await {
+                let result = match running.reload(config_path.clone(), &mut shutdown).await {
+                    Reloaded::Done(result) => result,
+                    Reloaded::Interrupted => {
+                        tracing::warn!("stop requested during a reload; the reload is abandoned");
+                        break;
+                    }
+                };
+                match result {
                     Ok(summary) => {
                         running.metrics.observe_reload(true);
                         admin.configure(&running.config, &running.catalog);

@@ -115,8 +115,7 @@ fn sighup_applies_a_valid_config_and_refuses_a_bad_one() {
     assert_eq!(readyz.status, 200, "{}", readyz.body);
 }
 
-/// A C plugin whose message carries `version`, built into `path` by a
-/// rename, as package managers replace files.
+/// A C plugin whose message carries `version`, copied over `path` in place.
 fn build_versioned_plugin(dir: &TempDir, path: &Path, version: u32) {
     let source = dir.write(
         &format!("versioned{version}.c"),
@@ -153,7 +152,9 @@ const WardenPluginDescriptor *warden_plugin_entry(void) {{ return &D; }}
         "{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    std::fs::rename(&staging, path).unwrap();
+    // Overwrite in place (same inode), the harshest way to replace a file
+    // a running process may have mapped.
+    std::fs::copy(&staging, path).unwrap();
 }
 
 #[test]
@@ -176,6 +177,10 @@ fn sighup_loads_a_replaced_plugin_file_afresh_and_spares_the_others() {
     let steady_first_run = history(&daemon, "steady").last().unwrap()["started_at"].clone();
 
     build_versioned_plugin(&dir, &library, 2);
+    // The running code is a private copy: overwriting the file changes
+    // nothing until a reload.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(daemon.get("/checks/v").json()["message"], "version 1");
     daemon.signal(libc::SIGHUP);
     daemon.wait_until("version 2", WAIT, |d| {
         d.get("/checks/v").json()["message"] == "version 2"

@@ -19,8 +19,14 @@ fn embedded_default_serves_real_system_figures() {
     assert_eq!(health.status, 200, "{}", health.body);
     assert_eq!(health.header("cache-control"), Some("no-store"));
     let body = health.json();
-    assert_eq!(body["status"], "healthy");
     let message = body["checks"]["system"]["message"].as_str().unwrap();
+    // A busy test machine may push CPU past the warning threshold; then the
+    // host is degraded (still 200) and the message says which figure.
+    match body["status"].as_str() {
+        Some("healthy") => {}
+        Some("degraded") => assert!(message.contains(">= warning"), "{body}"),
+        _ => panic!("unexpected host status: {body}"),
+    }
     for part in ["cpu ", "memory ", "disk "] {
         assert!(message.contains(part), "{message}");
     }
@@ -267,6 +273,9 @@ fn bad_libraries_are_refused_and_the_rest_keeps_serving() {
         b"this is not an ELF file at all",
     )
     .unwrap();
+    // A half-copied plugin: mapping it would fault inside dlopen.
+    let whole = std::fs::read(plugins.join("libwarden_test_scripted.so")).unwrap();
+    std::fs::write(plugins.join("libtruncated.so"), &whole[..3000]).unwrap();
     let script = dir.write("s.script", "ok");
     let config = format!(
         "[server]\nlisten = \"{{addr}}\"\n[plugins]\ndir = \"{}\"\nbeside_executable = false\n\n\
@@ -283,6 +292,10 @@ fn bad_libraries_are_refused_and_the_rest_keeps_serving() {
         "{log}"
     );
     assert!(log.contains("no `warden_plugin_entry` symbol"), "{log}");
+    assert!(
+        log.contains("libtruncated.so") && log.contains("truncated ELF file"),
+        "{log}"
+    );
     assert!(
         log.contains("plugin ABI 2.0 is incompatible with this warden's ABI 1.x"),
         "{log}"
@@ -312,7 +325,7 @@ fn bad_libraries_are_refused_and_the_rest_keeps_serving() {
     );
     let scripted = line("libwarden_test_scripted.so");
     assert!(
-        scripted.starts_with("scripted") && scripted.contains("abi 1.0"),
+        scripted.starts_with("scripted") && scripted.contains("abi 1.1"),
         "{listing}"
     );
 }

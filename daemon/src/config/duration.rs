@@ -10,6 +10,10 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+/// Longer durations are refused: no schedule needs them, and adding one to
+/// a clock reading could overflow.
+const MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// A duration read from config, printed back in the same notation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ConfigDuration(pub Duration);
@@ -26,9 +30,14 @@ impl ConfigDuration {
                 "duration {text:?} has no unit; write e.g. \"{trimmed}s\""
             ));
         }
-        humantime::parse_duration(trimmed)
-            .map(ConfigDuration)
-            .map_err(|e| format!("invalid duration {text:?}: {e}"))
+        let duration = humantime::parse_duration(trimmed)
+            .map_err(|e| format!("invalid duration {text:?}: {e}"))?;
+        if duration > MAX {
+            return Err(format!(
+                "duration {text:?} is longer than the 10-year limit"
+            ));
+        }
+        Ok(ConfigDuration(duration))
     }
 
     /// The inner [`Duration`].

@@ -226,6 +226,8 @@ struct RawCheck {
 const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 const DEFAULT_STALE_AFTER: u32 = 3;
+/// Shorter intervals only burn CPU: no check result means anything at that rate.
+const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Config {
     /// Loads the config at `path`, or the embedded default when `None`.
@@ -423,13 +425,22 @@ impl Loader<'_> {
             .interval
             .as_ref()
             .map_or(ConfigDuration(DEFAULT_INTERVAL), |d| *d.get_ref());
-        if let Some(d) = &raw.interval
-            && d.get_ref().get().is_zero()
-        {
-            self.error(
-                d.span(),
-                format!("{label}: `interval` must be greater than zero"),
-            );
+        if let Some(d) = &raw.interval {
+            let interval = d.get_ref().get();
+            if interval.is_zero() {
+                self.error(
+                    d.span(),
+                    format!("{label}: `interval` must be greater than zero"),
+                );
+            } else if interval < MIN_INTERVAL {
+                self.error(
+                    d.span(),
+                    format!(
+                        "{label}: `interval` must be at least {}",
+                        ConfigDuration(MIN_INTERVAL)
+                    ),
+                );
+            }
         }
         let timeout = raw
             .timeout

@@ -79,10 +79,34 @@ pub(super) fn resolve(value: &toml::Value) -> Result<Option<String>, String> {
     }
 }
 
-/// Reads a secret file; one trailing newline is not part of the secret.
+/// Largest secret file read: tokens and passwords are short, and a path
+/// to `/dev/zero` must not exhaust memory.
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+/// Reads a secret file; one trailing newline is not part of the secret. Only
+/// regular files are read: a FIFO or a device would block or never end.
 fn read_secret_file(path: &Path) -> Result<String, String> {
-    let mut text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    use std::io::Read;
+    let fail = |e: std::io::Error| format!("cannot read secret file {}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(fail)?;
+    if !meta.is_file() {
+        return Err(format!(
+            "secret file {} is not a regular file",
+            path.display()
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_SECRET_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(fail)?;
+    if bytes.len() as u64 > MAX_SECRET_BYTES {
+        return Err(format!(
+            "secret file {} is larger than 64 KiB",
+            path.display()
+        ));
+    }
+    let mut text = String::from_utf8(bytes)
+        .map_err(|_| format!("secret file {} is not UTF-8", path.display()))?;
     if text.ends_with('\n') {
         text.pop();
         if text.ends_with('\r') {
@@ -167,6 +191,30 @@ mod tests {
         assert_eq!(found, [std::env::var("PATH").unwrap()]);
         assert!(value["list"][0].is_str());
         assert_eq!(value["plain"].as_str(), Some("x"));
+    }
+
+    #[test]
+    fn only_small_regular_files_are_read() {
+        assert!(
+            read_secret_file(Path::new("/dev/zero"))
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+        assert!(
+            read_secret_file(Path::new("/"))
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+        let dir = std::env::temp_dir().join(format!("warden-secret-big-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big");
+        std::fs::write(&big, vec![b'x'; 70 * 1024]).unwrap();
+        assert!(
+            read_secret_file(&big)
+                .unwrap_err()
+                .contains("larger than 64 KiB")
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

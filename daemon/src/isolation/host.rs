@@ -476,6 +476,8 @@ async fn log_stderr(stderr: ChildStderr, check: String, plugin: String) {
 
 /// Emits a forwarded plugin log line as the in-process host does.
 fn log_plugin_line(level: LogLevel, check: &str, plugin: &str, text: &str) {
+    // One line per message: an embedded newline must not forge log lines.
+    let text = crate::status::one_line(text);
     match level {
         LogLevel::Error => {
             tracing::error!(target: PLUGIN_TARGET, check = %check, plugin = %plugin, "{text}")

@@ -21,7 +21,7 @@ pub struct Found {
 }
 
 /// Every plugin library found, by name.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Catalog {
     /// Loaded plugins by name.
     pub plugins: BTreeMap<String, Arc<Library>>,
@@ -139,7 +139,7 @@ fn load(path: &Path, previous: &Catalog) -> Result<Arc<Library>, String> {
         None => Library::open(path),
         Some(library) => match super::library::FileIdentity::of(path) {
             Ok(identity) if identity == library.identity => return Ok(Arc::clone(library)),
-            _ => Library::open_fresh(path),
+            _ => Library::open(path),
         },
     };
     fresh.map(Arc::new).map_err(|e| e.to_string())

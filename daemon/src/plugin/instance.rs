@@ -186,7 +186,8 @@ unsafe extern "C" fn host_log(ctx: *mut c_void, level: u32, msg: *const u8, len:
             )
         };
         let text = String::from_utf8_lossy(bytes);
-        let text = text.trim_end();
+        // One line per call: an embedded newline must not forge log lines.
+        let text = crate::status::one_line(&text);
         let (check, plugin) = (cx.check.as_str(), cx.plugin.as_str());
         match level {
             WARDEN_LOG_ERROR => {

@@ -106,19 +106,18 @@ impl FileIdentity {
 
 impl Library {
     /// Opens `path` and validates it as a Warden plugin.
+    ///
+    /// The library is loaded from a private in-memory copy, never from the
+    /// file itself: a plugin file overwritten in place while mapped would
+    /// change the daemon's running code under it (and crash it), and the
+    /// dynamic loader would hand back the old code for a path it has seen.
+    /// The copy is checked to be a complete ELF shared object first, since
+    /// mapping a truncated file faults (SIGBUS) inside `dlopen`.
     pub fn open(path: &Path) -> Result<Library, LoadError> {
-        let identity = FileIdentity::of(path).map_err(|e| LoadError::NotLoadable(e.to_string()))?;
-        Library::load(path, path, identity, None)
-    }
-
-    /// Opens a private copy of `path`. The dynamic loader hands back an
-    /// already loaded library for a path (or an inode) it has seen, so a
-    /// file replaced at the same path would otherwise keep running its old
-    /// code; a fresh anonymous copy always loads what is on disk now.
-    pub fn open_fresh(path: &Path) -> Result<Library, LoadError> {
         let not_loadable = |e: std::io::Error| LoadError::NotLoadable(e.to_string());
         let identity = FileIdentity::of(path).map_err(not_loadable)?;
         let bytes = std::fs::read(path).map_err(not_loadable)?;
+        super::elf::check(&bytes).map_err(LoadError::NotLoadable)?;
         let copy = anonymous_copy(&bytes).map_err(not_loadable)?;
         let fd_path = PathBuf::from(format!(
             "/proc/self/fd/{}",

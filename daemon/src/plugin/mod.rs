@@ -4,6 +4,7 @@
 #![allow(unsafe_code, reason = "calling plugin libraries over the C ABI")]
 
 mod catalog;
+mod elf;
 mod instance;
 mod library;
 

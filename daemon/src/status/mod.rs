@@ -7,4 +7,4 @@ pub use board::{
     Board, CheckSpec, CheckView, HISTORY_LEN, Health, HistoryEntry, HostStatus, host_status,
     readiness_errors, rfc3339,
 };
-pub use record::{Outcome, RunRecord};
+pub use record::{Outcome, RunRecord, one_line};

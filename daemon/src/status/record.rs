@@ -65,6 +65,32 @@ impl Outcome {
     }
 }
 
+/// Most metrics kept from one result (the `/metrics` exposition keeps
+/// fewer); a runaway plugin must not grow the board without bound.
+pub(super) const MAX_METRICS: usize = 1000;
+/// Longest message kept, in bytes.
+pub(super) const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// A plugin's message as one bounded line: control characters (newlines,
+/// escapes, NUL) become spaces, so a message can neither forge log lines nor
+/// break a status page, and it is cut at a character boundary.
+pub fn one_line(message: &str) -> String {
+    let spaced: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut out = spaced.trim().to_owned();
+    if out.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push('…');
+    }
+    out
+}
+
 /// One finished run.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
@@ -97,10 +123,11 @@ impl RunRecord {
             .metrics
             .into_iter()
             .filter(|m| m.value.is_finite())
+            .take(MAX_METRICS)
             .collect();
         RunRecord {
             outcome,
-            message: result.message,
+            message: one_line(&result.message),
             reason: result.reason,
             metrics,
             started_at,
@@ -110,6 +137,8 @@ impl RunRecord {
     }
 
     /// A record for a run that produced no result.
+    ///
+    /// The message is made one bounded line, like a plugin's.
     pub fn failed(
         outcome: Outcome,
         reason: Reason,
@@ -119,12 +148,28 @@ impl RunRecord {
     ) -> Self {
         RunRecord {
             outcome,
-            message,
+            message: one_line(&message),
             reason: Some(reason),
             metrics: Vec::new(),
             started_at,
             finished: Instant::now(),
             duration,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_become_one_bounded_line() {
+        assert_eq!(
+            one_line(" a\nforged line\u{1b}[31m\0 "),
+            "a forged line [31m"
+        );
+        let long = "é".repeat(5000);
+        let cut = one_line(&long);
+        assert!(cut.len() <= MAX_MESSAGE_BYTES + '…'.len_utf8() && cut.ends_with('…'));
     }
 }
