@@ -15,8 +15,10 @@
 #![deny(missing_docs)]
 
 pub mod ffi;
+pub mod fields;
 pub mod result;
 pub mod sdk;
 
+pub use fields::Fields;
 pub use result::{CheckResult, Metric, Reason, Status};
 pub use sdk::{Host, Level, Plugin, RunContext};

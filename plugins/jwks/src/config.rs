@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::fields::Fields;
+use warden_plugin_api::Fields;
 
 /// A validated config.
 #[derive(Debug, Clone)]

@@ -9,7 +9,6 @@
 mod canary;
 mod config;
 mod fetch;
-mod fields;
 pub mod keyset;
 
 use std::cell::Cell;

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::fields::Fields;
+use warden_plugin_api::Fields;
 
 const DEFAULT_PORT: u16 = 6379;
 

@@ -9,7 +9,6 @@
 
 mod config;
 mod failure;
-mod fields;
 pub mod info;
 mod probe;
 
