@@ -138,7 +138,7 @@ scrape() {
 # per_k TICKS N: seconds per 1,000 of N events.
 per_k() { awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", t / hz * 1000 / n }'; }
 log "phase 2: $SCRAPES scrapes of each endpoint"
-declare -A PLAIN GZIP PG_SCRAPE REDIS_SCRAPE RSS_LOAD
+declare -A PLAIN GZIP PG_SCRAPE REDIS_SCRAPE RSS_LOAD ANON_LOAD
 load2=$(loadavg)
 half=$((SCRAPES / 2))
 for name in warden node postgres redis blackbox; do
@@ -159,8 +159,10 @@ for name in warden node postgres redis blackbox; do
     PLAIN[$name]=$(per_k $((b - a)) "$half")
     GZIP[$name]=$(per_k $((c - b)) "$half")
     RSS_LOAD[$name]=$(rss_kb "${PID[$name]}")
+    ANON_LOAD[$name]=$(anon_kb "${PID[$name]}")
 done
 RSS_LOAD[monit]=$(rss_kb "${PID[monit]}")
+ANON_LOAD[monit]=$(anon_kb "${PID[monit]}")
 
 # Scrapes in a fast loop mostly hit Warden's cached rendering (one per
 # second); what one fresh rendering costs, as Prometheus every 10 s sees it:
@@ -180,18 +182,19 @@ fresh_gzip=$(awk -v s="$((g1 - g0 - (i1 - i0)))" -v n="$FRESH" 'BEGIN { printf "
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 echo "Phase 1: ${DURATION} s, checks and scrapes every 10 s (load at start $load1, at end $(loadavg)); phase 2: $SCRAPES scrapes each (load at start $load2)"
 echo
-echo "| process | RSS idle (MiB) | RSS after scrapes (MiB) | CPU s in phase 1 | CPU s per 1,000 scrapes, plain | gzip |"
-echo "| --- | --- | --- | --- | --- | --- |"
-sum_idle=0; sum_load=0; sum_cpu=0
+echo "| process | RSS idle (MiB) | RSS after scrapes (MiB) | of which anonymous (MiB) | CPU s in phase 1 | CPU s per 1,000 scrapes, plain | gzip |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+sum_idle=0; sum_load=0; sum_cpu=0; sum_anon=0
 for who in "${ALL[@]}"; do
     cpu=$(ticks_to_s $((C1[$who] - C0[$who])))
-    echo "| $who | $(mib "${RSS_IDLE[$who]}") | $(mib "${RSS_LOAD[$who]:-${RSS_IDLE[$who]}}") | $cpu | ${PLAIN[$who]:--} | ${GZIP[$who]:--} |"
+    echo "| $who | $(mib "${RSS_IDLE[$who]}") | $(mib "${RSS_LOAD[$who]}") | $(mib "${ANON_LOAD[$who]}") | $cpu | ${PLAIN[$who]:--} | ${GZIP[$who]:--} |"
     if [[ $who != warden && $who != monit ]]; then
         sum_idle=$((sum_idle + RSS_IDLE[$who])); sum_load=$((sum_load + RSS_LOAD[$who]))
+        sum_anon=$((sum_anon + ANON_LOAD[$who]))
         sum_cpu=$((sum_cpu + C1[$who] - C0[$who]))
     fi
 done
-echo "| four exporters | $(mib $sum_idle) | $(mib $sum_load) | $(ticks_to_s $sum_cpu) | | |"
+echo "| four exporters | $(mib $sum_idle) | $(mib $sum_load) | $(mib $sum_anon) | $(ticks_to_s $sum_cpu) | | |"
 echo
 echo "Warden, one fresh rendering (scrapes 1.1 s apart, idle CPU subtracted): $fresh_plain ms plain, $fresh_gzip ms with gzip, i.e. $fresh_plain and $fresh_gzip CPU s per 1,000 scrapes."
 echo

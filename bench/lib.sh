@@ -120,6 +120,9 @@ ticks_to_s() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", t / hz }';
 # rss_kb PID: resident set of PID in KiB.
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
+# anon_kb PID: the anonymous (private, not file-backed) part of PID's RSS in KiB.
+anon_kb() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
+
 # tree_rss_kb PID: resident set of PID and its live children (KiB).
 tree_rss_kb() {
     local total child
