@@ -14,14 +14,11 @@ use warden_test_support::postgres::PgServer;
 use warden_test_support::receiver::{Answer, Receiver, Request};
 use warden_test_support::redis::RedisServer;
 
-use crate::harness::{Daemon, TempDir, free_port, http_request, target_dir};
+use crate::harness::{Daemon, TempDir, free_port, http_request};
+use crate::reference::{JWKS, repointed_reference};
 
 /// Generous: the shared test machine is slow.
 const WAIT: Duration = Duration::from_secs(60);
-
-/// The RSA public key from RFC 7517 appendix A.1 (as in reference.rs).
-const JWKS: &str = r#"{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"2011-04-29","e":"AQAB",
-"n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}]}"#;
 
 fn repo_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -66,45 +63,12 @@ fn config(
     hook: &str,
     am: &str,
 ) -> String {
-    let text = std::fs::read_to_string(repo_file("config/warden.toml")).expect("reference config");
-    let mut config: toml::Table = text.parse().expect("reference config is TOML");
+    let config = repointed_reference(pg.port(), redis_port, &jwks.url("/.well-known/jwks.json"));
     assert_eq!(
         config["rule_files"].as_array().unwrap()[0].as_str(),
         Some("rules/*.toml"),
         "the reference config's rule files"
     );
-    config["server"]["listen"] = "{addr}".into();
-    config["plugins"]["dir"] = target_dir().display().to_string().into();
-    config["plugins"]["beside_executable"] = false.into();
-    for check in config["check"].as_array_mut().unwrap() {
-        let check = check.as_table_mut().unwrap();
-        check.insert("interval".into(), "500ms".into());
-        check.insert("timeout".into(), "400ms".into());
-        let name = check["name"].as_str().unwrap().to_owned();
-        let settings = check["config"].as_table_mut().unwrap();
-        match name.as_str() {
-            "db" => {
-                settings.insert("port".into(), i64::from(pg.port()).into());
-            }
-            "cache" => {
-                settings.insert(
-                    "url".into(),
-                    format!("redis://127.0.0.1:{redis_port}/0").into(),
-                );
-            }
-            "auth" => {
-                settings.insert("url".into(), jwks.url("/.well-known/jwks.json").into());
-            }
-            "system" => {
-                // The test suite itself keeps the CPU busy; a CPU warning
-                // here would say nothing about what this test is about.
-                let mut off = toml::Table::new();
-                off.insert("warning".into(), false.into());
-                settings.insert("cpu".into(), off.into());
-            }
-            _ => {}
-        }
-    }
     let mut text = toml::to_string(&config).unwrap();
     text.push_str(&format!(
         r#"

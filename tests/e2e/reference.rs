@@ -14,21 +14,19 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// The RSA public key from RFC 7517 appendix A.1, as identity providers
 /// publish their signing keys.
-const JWKS: &str = r#"{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"2011-04-29","e":"AQAB",
+pub(crate) const JWKS: &str = r#"{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"2011-04-29","e":"AQAB",
 "n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}]}"#;
 
-/// config/warden.toml with its addresses pointed at the private servers and
-/// its intervals shortened so the test runs in seconds.
-fn reference_config(pg: &PgServer, redis: &RedisServer, jwks: &HttpServer) -> String {
+/// config/warden.toml as a table, its addresses pointed at private servers
+/// and its intervals shortened so a test runs in seconds. Its rule files are
+/// kept; they are relative to the directory the config is written to.
+pub(crate) fn repointed_reference(pg_port: u16, redis_port: u16, jwks_url: &str) -> toml::Table {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../config/warden.toml"
     ))
     .expect("reference config");
     let mut config: toml::Table = text.parse().expect("reference config is TOML");
-    // Its rule files are relative to config/, not to the copy's directory;
-    // the packaging test runs them from /etc/warden.
-    config.remove("rule_files");
     config["server"]["listen"] = "{addr}".into();
     config["plugins"]["dir"] = target_dir().display().to_string().into();
     config["plugins"]["beside_executable"] = false.into();
@@ -40,20 +38,20 @@ fn reference_config(pg: &PgServer, redis: &RedisServer, jwks: &HttpServer) -> St
         let settings = check["config"].as_table_mut().unwrap();
         match name.as_str() {
             "db" => {
-                settings.insert("port".into(), i64::from(pg.port()).into());
+                settings.insert("port".into(), i64::from(pg_port).into());
             }
             "cache" => {
                 settings.insert(
                     "url".into(),
-                    format!("redis://127.0.0.1:{}/0", redis.port()).into(),
+                    format!("redis://127.0.0.1:{redis_port}/0").into(),
                 );
             }
             "auth" => {
-                settings.insert("url".into(), jwks.url("/.well-known/jwks.json").into());
+                settings.insert("url".into(), jwks_url.into());
             }
             "system" => {
                 // The test suite itself keeps the CPU busy; a CPU warning
-                // here would say nothing about what this test is about.
+                // here would say nothing about what these tests are about.
                 let mut off = toml::Table::new();
                 off.insert("warning".into(), false.into());
                 settings.insert("cpu".into(), off.into());
@@ -61,6 +59,15 @@ fn reference_config(pg: &PgServer, redis: &RedisServer, jwks: &HttpServer) -> St
             _ => {}
         }
     }
+    config
+}
+
+/// The repointed reference config without its rule files, which this test
+/// does not copy (the packaging test runs them from /etc/warden).
+fn reference_config(pg: &PgServer, redis: &RedisServer, jwks: &HttpServer) -> String {
+    let mut config =
+        repointed_reference(pg.port(), redis.port(), &jwks.url("/.well-known/jwks.json"));
+    config.remove("rule_files");
     toml::to_string(&config).unwrap()
 }
 
