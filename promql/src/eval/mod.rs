@@ -206,10 +206,7 @@ impl Ctx<'_> {
     /// Series matching the selector in creation order, as Prometheus's head
     /// block returns them to the engine (this decides summation order).
     fn matching<'s>(&'s self, vs: &VectorSelector) -> Vec<(&'s Labels, &'s crate::store::Series)> {
-        let sel = Selector::from_vs(vs);
-        let mut out: Vec<_> = self.store.iter().filter(|(l, _)| sel.matches(l)).collect();
-        out.sort_by_key(|(_, s)| s.id);
-        out
+        self.store.select_series(&Selector::from_vs(vs))
     }
 
     fn instant_selector(&self, vs: &VectorSelector) -> Vec<Sample> {
