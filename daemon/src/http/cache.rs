@@ -55,8 +55,27 @@ impl Rendered {
 
     /// The body gzip-compressed, made once per rendering; `None` when not offered.
     pub(super) fn gzip(&self) -> Option<&Bytes> {
-        self.compressible
-            .then(|| self.gzip.get_or_init(|| compress(&self.body)))
+        let large = self.body.len() >= LARGE_BODY_BYTES;
+        self.compressible.then(|| {
+            self.gzip
+                .get_or_init(|| off_workers_if(large, || compress(&self.body)))
+        })
+    }
+}
+
+/// Bodies this large take tens of milliseconds or more to compress.
+const LARGE_BODY_BYTES: usize = 1 << 20;
+
+/// Runs `work` off the async workers when `large` (on a multi-threaded
+/// runtime; elsewhere in place), so a rendering of seconds holds up neither
+/// other requests nor the checks.
+pub(super) fn off_workers_if<T>(large: bool, work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if large && multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
     }
 }
 

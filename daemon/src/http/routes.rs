@@ -30,7 +30,7 @@ use crate::status::{
 };
 use crate::telemetry::Metrics;
 
-use super::cache::{AnswerCache, Rendered};
+use super::cache::{AnswerCache, Rendered, off_workers_if};
 
 /// What the handlers read.
 #[derive(Debug, Clone)]
@@ -457,6 +457,10 @@ fn active_alerts(shared: State) -> Response {
     json_reply(StatusCode::OK, &body)
 }
 
+/// Boards at least this large render `/metrics` off the async workers
+/// (about 10 ms of rendering at this size).
+const LARGE_EXPOSITION_CHECKS: usize = 1000;
+
 /// The exposition, rendered at most once per second of uptime unless a
 /// check records a result or turns stale: counters not about checks (HTTP
 /// requests, rules, notifications, process) may read up to a second old.
@@ -464,11 +468,16 @@ fn prometheus_text(accept_encoding: Option<String>, shared: State) -> Response {
     let state = &shared.state;
     let key = (state.board.generation(), state.board.uptime().as_secs());
     let answer = shared.metrics.get_or_render(key, Instant::now(), || {
-        let deadline = stale_deadline(&state.board.views());
+        let views = state.board.views();
+        let deadline = stale_deadline(&views);
+        // Tens of thousands of checks take seconds to render.
+        let body = off_workers_if(views.len() >= LARGE_EXPOSITION_CHECKS, || {
+            state.metrics.encode_views(&views)
+        });
         let answer = Rendered::new(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            state.metrics.encode(),
+            body,
             true,
         );
         (answer, deadline)

@@ -2,24 +2,19 @@
 //!
 //! Counters and histograms are updated as runs finish and requests are
 //! served. Gauges that depend on time (up, status, staleness) and the
-//! plugins' own metrics are built at scrape time from the status board, so
-//! a stale result never shows as a live value.
+//! plugins' own metrics are derived at scrape time from the status board
+//! (see `exposition`), so a stale result never shows as a live value.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
-use crate::status::{Board, CheckSpec, Health, RunRecord};
-
-/// Most plugin series kept per check; beyond it they are dropped and counted,
-/// so a runaway plugin cannot blow up the scrape.
-pub const MAX_PLUGIN_SERIES_PER_CHECK: usize = 500;
+use super::exposition::{FamilySink, TextSink, describe_board, write_families};
+use crate::status::{Board, CheckSpec, CheckView, RunRecord};
 
 /// Buckets for check durations, from sub-millisecond pings to slow probes.
 const CHECK_BUCKETS: &[f64] = &[
@@ -36,6 +31,7 @@ const HTTP_BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
+    board: Arc<Board>,
     runs: IntCounterVec,
     durations: HistogramVec,
     start_delay: Histogram,
@@ -115,7 +111,6 @@ impl Metrics {
             Box::new(http_durations.clone()),
             Box::new(build),
             Box::new(reloads.clone()),
-            Box::new(BoardCollector::new(board)),
             Box::new(super::dropped::DroppedLinesCollector::new()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -125,6 +120,7 @@ impl Metrics {
         }
         Metrics {
             registry,
+            board,
             runs,
             durations,
             start_delay,
@@ -170,7 +166,11 @@ impl Metrics {
 
     /// Every metric family, exactly what `/metrics` shows (alert rules read it).
     pub fn gather(&self) -> Vec<MetricFamily> {
-        self.registry.gather()
+        let mut families = self.registry.gather();
+        let mut board = FamilySink::default();
+        describe_board(&self.board.views(), &mut board);
+        families.extend(board.families);
+        families
     }
 
     /// Adds a collector owned elsewhere (e.g. the rule engine's metrics).
@@ -199,10 +199,16 @@ impl Metrics {
 
     /// The text exposition format 0.0.4.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 * 1024);
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("writing to a Vec");
+        self.encode_views(&self.board.views())
+    }
+
+    /// [`Metrics::encode`] with the board's views already taken.
+    pub fn encode_views(&self, views: &[CheckView]) -> Vec<u8> {
+        // About 250 bytes of text per check covers the built-in series; a
+        // plugin's own metrics grow it from there.
+        let mut out = Vec::with_capacity(16 * 1024 + views.len() * 256);
+        write_families(&mut out, &self.registry.gather());
+        describe_board(views, &mut TextSink::new(&mut out));
         out
     }
 }
@@ -219,200 +225,9 @@ fn code_str(code: u16, buf: &mut [u8; 3]) -> &str {
     std::str::from_utf8(buf).expect("ASCII digits")
 }
 
-/// Builds the per-check gauges and plugin metrics at scrape time.
-struct BoardCollector {
-    board: Arc<Board>,
-    descs: Vec<Desc>,
-}
-
-impl BoardCollector {
-    fn new(board: Arc<Board>) -> Self {
-        BoardCollector {
-            board,
-            descs: Vec::new(),
-        }
-    }
-}
-
-impl std::fmt::Debug for BoardCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BoardCollector")
-    }
-}
-
-impl Collector for BoardCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        // Families are dynamic (plugin metrics), so none is declared up front.
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let views = self.board.views();
-        let mut up = family(
-            "warden_check_up",
-            "1 when the check passes (rise/fall and staleness applied), else 0.",
-        );
-        let mut status = family(
-            "warden_check_status",
-            "Latest status as a Nagios code: 0 ok, 1 warning, 2 critical, 3 unknown (stale results are 3).",
-        );
-        let mut stale = family(
-            "warden_check_stale",
-            "1 when the latest result is older than stale_after intervals.",
-        );
-        let mut last_run = family(
-            "warden_check_last_run_timestamp_seconds",
-            "Unix time of the start of the latest run.",
-        );
-        let mut plugin_families: BTreeMap<String, MetricFamily> = BTreeMap::new();
-        let mut dropped = family(
-            "warden_check_metrics_dropped",
-            "Plugin metrics of the latest result dropped for exceeding the per-check limit.",
-        );
-
-        for view in &views {
-            let base = [
-                ("check", view.spec.name.as_str()),
-                ("plugin", view.spec.plugin.as_str()),
-            ];
-            let passing = matches!(view.health, Health::Healthy | Health::Warning);
-            push(&mut up, &base, &[], if passing { 1.0 } else { 0.0 });
-            push(&mut stale, &base, &[], if view.stale { 1.0 } else { 0.0 });
-            let Some(last) = &view.last else { continue };
-            let code = if view.stale {
-                3
-            } else {
-                last.outcome.status().exit_code()
-            };
-            push(&mut status, &base, &[], f64::from(code));
-            let started = last
-                .started_at
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            push(&mut last_run, &base, &[], started.as_secs_f64());
-            if view.stale {
-                continue;
-            }
-            let plugin = sanitize_name(&view.spec.plugin);
-            for metric in last.metrics.iter().take(MAX_PLUGIN_SERIES_PER_CHECK) {
-                let name = format!("warden_{plugin}_{}", sanitize_name(&metric.name));
-                let entry = plugin_families.entry(name.clone()).or_insert_with(|| {
-                    let unit = metric
-                        .unit
-                        .as_deref()
-                        .map(|u| format!(" ({u})"))
-                        .unwrap_or_default();
-                    let mut family = family(
-                        &name,
-                        &format!(
-                            "Metric {}{unit} reported by the {} plugin.",
-                            metric.name, view.spec.plugin
-                        ),
-                    );
-                    // By Prometheus convention `_total` names a counter;
-                    // exposing it as a gauge would mislead rate().
-                    if name.ends_with("_total") {
-                        family.set_field_type(MetricType::COUNTER);
-                    }
-                    family
-                });
-                let extra: Vec<(String, &str)> = metric
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (sanitize_label(k), v.as_str()))
-                    .collect();
-                push(entry, &base, &extra, metric.value);
-            }
-            let over = last
-                .metrics
-                .len()
-                .saturating_sub(MAX_PLUGIN_SERIES_PER_CHECK);
-            push(&mut dropped, &base, &[], over as f64);
-        }
-        let mut out = vec![up, status, stale, last_run, dropped];
-        out.extend(plugin_families.into_values());
-        out.retain(|f| !f.get_metric().is_empty());
-        out
-    }
-}
-
-fn family(name: &str, help: &str) -> MetricFamily {
-    let mut family = MetricFamily::default();
-    family.set_name(name.to_owned());
-    family.set_help(help.to_owned());
-    family.set_field_type(MetricType::GAUGE);
-    family
-}
-
-fn push(family: &mut MetricFamily, base: &[(&str, &str)], extra: &[(String, &str)], value: f64) {
-    let mut labels: Vec<LabelPair> = base.iter().map(|(k, v)| pair(k, v)).collect();
-    for (k, v) in extra {
-        let key = if k == "check" || k == "plugin" {
-            format!("exported_{k}")
-        } else {
-            k.clone()
-        };
-        labels.push(pair(&key, v));
-    }
-    labels.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut metric = Metric::default();
-    metric.set_label(labels);
-    if family.get_field_type() == MetricType::COUNTER {
-        let mut counter = Counter::default();
-        counter.set_value(value);
-        metric.set_counter(counter);
-    } else {
-        let mut gauge = Gauge::default();
-        gauge.set_value(value);
-        metric.set_gauge(gauge);
-    }
-    family.mut_metric().push(metric);
-}
-
-fn pair(name: &str, value: &str) -> LabelPair {
-    let mut pair = LabelPair::default();
-    pair.set_name(name.to_owned());
-    pair.set_value(value.to_owned());
-    pair
-}
-
-/// Maps any text onto a valid metric name fragment.
-fn sanitize_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() {
-        out.push('_');
-    }
-    out
-}
-
-/// Maps any text onto a valid label name.
-fn sanitize_label(name: &str) -> String {
-    let mut out = sanitize_name(name);
-    if out.starts_with(|c: char| c.is_ascii_digit()) || out.starts_with("__") {
-        out.insert_str(0, "l_");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_sanitised() {
-        assert_eq!(sanitize_name("disk.used-ratio"), "disk_used_ratio");
-        assert_eq!(sanitize_label("0day"), "l_0day");
-        assert_eq!(sanitize_label("__name__"), "l___name__");
-    }
 
     #[test]
     fn status_codes_print() {

@@ -1,0 +1,491 @@
+//! The board's series, described once and written two ways: straight into
+//! the Prometheus text format for `/metrics`, or as `MetricFamily` values
+//! for the rule engine's feed. Writing text directly skips building a
+//! protobuf tree per sample (most of a rendering's allocations), and one
+//! description keeps what rules read identical to what is scraped.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+
+use crate::status::{CheckView, Health};
+
+/// Most plugin series kept per check; beyond it they are dropped and counted,
+/// so a runaway plugin cannot blow up the scrape.
+pub const MAX_PLUGIN_SERIES_PER_CHECK: usize = 500;
+
+/// The labels every per-check series carries.
+fn base(v: &CheckView) -> [(&'static str, &str); 2] {
+    [
+        ("check", v.spec.name.as_str()),
+        ("plugin", v.spec.plugin.as_str()),
+    ]
+}
+
+/// Receives families and their samples in exposition order.
+pub(super) trait Sink {
+    /// Starts a family; every following sample belongs to it.
+    fn family(&mut self, name: &str, help: &str, kind: MetricType);
+    /// One sample; `labels` are sorted by name.
+    fn sample(&mut self, labels: &[(&str, &str)], value: f64);
+}
+
+/// Describes every series derived from the board: per-check up, status,
+/// staleness, last run and dropped-metric gauges, then the plugins' own
+/// metrics grouped into one family per name. Families without samples are
+/// left out.
+pub(super) fn describe_board(views: &[CheckView], sink: &mut impl Sink) {
+    let with_result = || views.iter().filter_map(|v| v.last.as_ref().map(|l| (v, l)));
+    let fresh = || with_result().filter(|(v, _)| !v.stale);
+
+    if !views.is_empty() {
+        sink.family(
+            "warden_check_up",
+            "1 when the check passes (rise/fall and staleness applied), else 0.",
+            MetricType::GAUGE,
+        );
+        for v in views {
+            let passing = matches!(v.health, Health::Healthy | Health::Warning);
+            sink.sample(&base(v), if passing { 1.0 } else { 0.0 });
+        }
+    }
+    if with_result().next().is_some() {
+        sink.family(
+            "warden_check_status",
+            "Latest status as a Nagios code: 0 ok, 1 warning, 2 critical, 3 unknown (stale results are 3).",
+            MetricType::GAUGE,
+        );
+        for (v, last) in with_result() {
+            let code = if v.stale {
+                3
+            } else {
+                last.outcome.status().exit_code()
+            };
+            sink.sample(&base(v), f64::from(code));
+        }
+    }
+    if !views.is_empty() {
+        sink.family(
+            "warden_check_stale",
+            "1 when the latest result is older than stale_after intervals.",
+            MetricType::GAUGE,
+        );
+        for v in views {
+            sink.sample(&base(v), if v.stale { 1.0 } else { 0.0 });
+        }
+    }
+    if with_result().next().is_some() {
+        sink.family(
+            "warden_check_last_run_timestamp_seconds",
+            "Unix time of the start of the latest run.",
+            MetricType::GAUGE,
+        );
+        for (v, last) in with_result() {
+            let started = last
+                .started_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            sink.sample(&base(v), started.as_secs_f64());
+        }
+    }
+    if fresh().next().is_some() {
+        sink.family(
+            "warden_check_metrics_dropped",
+            "Plugin metrics of the latest result dropped for exceeding the per-check limit.",
+            MetricType::GAUGE,
+        );
+        for (v, last) in fresh() {
+            let over = last
+                .metrics
+                .len()
+                .saturating_sub(MAX_PLUGIN_SERIES_PER_CHECK);
+            sink.sample(&base(v), over as f64);
+        }
+    }
+
+    // Plugin metrics, grouped by exposed name across checks; the first
+    // check reporting a name gives its help text.
+    struct Family<'v> {
+        help: String,
+        samples: Vec<(&'v CheckView, &'v warden_plugin_api::Metric)>,
+    }
+    let mut families: BTreeMap<String, Family<'_>> = BTreeMap::new();
+    for (v, last) in fresh() {
+        let plugin = sanitize_name(&v.spec.plugin);
+        for metric in last.metrics.iter().take(MAX_PLUGIN_SERIES_PER_CHECK) {
+            let name = format!("warden_{plugin}_{}", sanitize_name(&metric.name));
+            families
+                .entry(name)
+                .or_insert_with(|| {
+                    let unit = metric
+                        .unit
+                        .as_deref()
+                        .map(|u| format!(" ({u})"))
+                        .unwrap_or_default();
+                    Family {
+                        help: format!(
+                            "Metric {}{unit} reported by the {} plugin.",
+                            metric.name, v.spec.plugin
+                        ),
+                        samples: Vec::new(),
+                    }
+                })
+                .samples
+                .push((v, metric));
+        }
+    }
+    for (name, family) in &families {
+        // By Prometheus convention `_total` names a counter; exposing it as
+        // a gauge would mislead rate().
+        let kind = if name.ends_with("_total") {
+            MetricType::COUNTER
+        } else {
+            MetricType::GAUGE
+        };
+        sink.family(name, &family.help, kind);
+        for (v, metric) in &family.samples {
+            if metric.labels.is_empty() {
+                sink.sample(&base(v), metric.value);
+                continue;
+            }
+            let mut labels: Vec<(Cow<'_, str>, &str)> =
+                base(v).map(|(k, v)| (Cow::Borrowed(k), v)).to_vec();
+            for (key, value) in &metric.labels {
+                let key = match sanitize_label(key) {
+                    // The check's own labels win; the plugin's are renamed.
+                    k if k == "check" || k == "plugin" => Cow::Owned(format!("exported_{k}")),
+                    k => k,
+                };
+                labels.push((key, value.as_str()));
+            }
+            labels.sort_by(|a, b| a.0.cmp(&b.0));
+            let sorted: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
+            sink.sample(&sorted, metric.value);
+        }
+    }
+}
+
+/// Writes families into the text exposition format 0.0.4.
+pub(super) struct TextSink<'o> {
+    out: &'o mut Vec<u8>,
+    name: String,
+}
+
+impl<'o> TextSink<'o> {
+    pub(super) fn new(out: &'o mut Vec<u8>) -> Self {
+        TextSink {
+            out,
+            name: String::new(),
+        }
+    }
+}
+
+impl Sink for TextSink<'_> {
+    fn family(&mut self, name: &str, help: &str, kind: MetricType) {
+        write_header(self.out, name, help, kind);
+        name.clone_into(&mut self.name);
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+        write_sample(self.out, &self.name, "", labels, None, value);
+    }
+}
+
+/// Builds `MetricFamily` values, as a prometheus `Collector` returns them.
+#[derive(Default)]
+pub(super) struct FamilySink {
+    pub(super) families: Vec<MetricFamily>,
+}
+
+impl Sink for FamilySink {
+    fn family(&mut self, name: &str, help: &str, kind: MetricType) {
+        let mut family = MetricFamily::default();
+        family.set_name(name.to_owned());
+        family.set_help(help.to_owned());
+        family.set_field_type(kind);
+        self.families.push(family);
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+        let family = self.families.last_mut().expect("a family is started first");
+        let mut metric = Metric::default();
+        metric.set_label(
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut pair = LabelPair::default();
+                    pair.set_name((*k).to_owned());
+                    pair.set_value((*v).to_owned());
+                    pair
+                })
+                .collect(),
+        );
+        if family.get_field_type() == MetricType::COUNTER {
+            let mut counter = Counter::default();
+            counter.set_value(value);
+            metric.set_counter(counter);
+        } else {
+            let mut gauge = Gauge::default();
+            gauge.set_value(value);
+            metric.set_gauge(gauge);
+        }
+        family.mut_metric().push(metric);
+    }
+}
+
+/// Writes gathered registry families in the text format, as prometheus's
+/// `TextEncoder` does, without its per-fragment write calls.
+pub(super) fn write_families(out: &mut Vec<u8>, families: &[MetricFamily]) {
+    let mut labels: Vec<(&str, &str)> = Vec::new();
+    for family in families {
+        let name = family.name();
+        let kind = family.get_field_type();
+        write_header(out, name, family.help(), kind);
+        for metric in family.get_metric() {
+            labels.clear();
+            labels.extend(metric.get_label().iter().map(|p| (p.name(), p.value())));
+            match kind {
+                MetricType::COUNTER => {
+                    write_sample(
+                        out,
+                        name,
+                        "",
+                        &labels,
+                        None,
+                        metric.get_counter().get_value(),
+                    );
+                }
+                MetricType::GAUGE => {
+                    write_sample(out, name, "", &labels, None, metric.get_gauge().get_value());
+                }
+                // The registry holds no untyped metrics.
+                MetricType::UNTYPED => {}
+                MetricType::HISTOGRAM => {
+                    let h = metric.get_histogram();
+                    let mut inf_seen = false;
+                    let mut le = String::new();
+                    for bucket in h.get_bucket() {
+                        let bound = bucket.upper_bound();
+                        inf_seen |= bound == f64::INFINITY;
+                        le.clear();
+                        write_value(&mut le, bound);
+                        let count = bucket.cumulative_count() as f64;
+                        write_sample(out, name, "_bucket", &labels, Some(("le", &le)), count);
+                    }
+                    let count = h.get_sample_count() as f64;
+                    if !inf_seen {
+                        write_sample(out, name, "_bucket", &labels, Some(("le", "+Inf")), count);
+                    }
+                    write_sample(out, name, "_sum", &labels, None, h.get_sample_sum());
+                    write_sample(out, name, "_count", &labels, None, count);
+                }
+                MetricType::SUMMARY => {
+                    let s = metric.get_summary();
+                    let mut q = String::new();
+                    for quantile in s.get_quantile() {
+                        q.clear();
+                        write_value(&mut q, quantile.quantile());
+                        let pair = Some(("quantile", q.as_str()));
+                        write_sample(out, name, "", &labels, pair, quantile.value());
+                    }
+                    write_sample(out, name, "_sum", &labels, None, s.sample_sum());
+                    write_sample(out, name, "_count", &labels, None, s.sample_count() as f64);
+                }
+            }
+        }
+    }
+}
+
+fn write_header(out: &mut Vec<u8>, name: &str, help: &str, kind: MetricType) {
+    out.extend_from_slice(b"# HELP ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    escape(out, help, false);
+    out.extend_from_slice(b"\n# TYPE ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(match kind {
+        MetricType::COUNTER => b" counter\n".as_slice(),
+        MetricType::GAUGE => b" gauge\n",
+        MetricType::HISTOGRAM => b" histogram\n",
+        MetricType::SUMMARY => b" summary\n",
+        MetricType::UNTYPED => b" untyped\n",
+    });
+}
+
+/// `name` `suffix` `{labels, extra}` `value`, one line.
+fn write_sample(
+    out: &mut Vec<u8>,
+    name: &str,
+    suffix: &str,
+    labels: &[(&str, &str)],
+    extra: Option<(&str, &str)>,
+    value: f64,
+) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(suffix.as_bytes());
+    let mut first = true;
+    for (k, v) in labels.iter().chain(extra.as_ref()) {
+        out.push(if first { b'{' } else { b',' });
+        first = false;
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b"=\"");
+        escape(out, v, true);
+        out.push(b'"');
+    }
+    if !first {
+        out.push(b'}');
+    }
+    out.push(b' ');
+    let mut text = String::new();
+    write_value(&mut text, value);
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'\n');
+}
+
+/// A sample value or bound as the format spells it.
+fn write_value(out: &mut String, value: f64) {
+    use std::fmt::Write as _;
+    if value == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if value == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+    } else if value.is_nan() {
+        out.push_str("NaN");
+    } else if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        // Counts and bucket totals: integer formatting is several times
+        // cheaper than the shortest-float search and prints the same text.
+        write!(out, "{}", value as i64).expect("writing to a String");
+    } else {
+        write!(out, "{value}").expect("writing to a String");
+    }
+}
+
+/// Escapes a backslash and a newline, and in label values a double quote.
+fn escape(out: &mut Vec<u8>, text: &str, quote: bool) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let replacement: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'"' if quote => b"\\\"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(replacement);
+        start = i + 1;
+    }
+    out.write_all(&bytes[start..]).expect("writing to a Vec");
+}
+
+/// Maps any text onto a valid metric name fragment.
+fn sanitize_name(name: &str) -> Cow<'_, str> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    if !name.is_empty() && name.chars().all(valid) {
+        return Cow::Borrowed(name);
+    }
+    let out: String = name
+        .chars()
+        .map(|c| if valid(c) { c } else { '_' })
+        .collect();
+    Cow::Owned(if out.is_empty() { "_".to_owned() } else { out })
+}
+
+/// Maps any text onto a valid label name.
+fn sanitize_label(name: &str) -> Cow<'_, str> {
+    let out = sanitize_name(name);
+    if out.starts_with(|c: char| c.is_ascii_digit()) || out.starts_with("__") {
+        Cow::Owned(format!("l_{out}"))
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_sanitised() {
+        assert_eq!(sanitize_name("disk.used-ratio"), "disk_used_ratio");
+        assert_eq!(sanitize_name(""), "_");
+        assert!(matches!(sanitize_name("load1"), Cow::Borrowed(_)));
+        assert_eq!(sanitize_label("0day"), "l_0day");
+        assert_eq!(sanitize_label("__name__"), "l___name__");
+    }
+
+    #[test]
+    fn label_values_and_help_are_escaped() {
+        let mut out = Vec::new();
+        let mut sink = TextSink::new(&mut out);
+        sink.family("x", "a \\ b\nc \"q\"", MetricType::GAUGE);
+        sink.sample(&[("check", "we\"ird\\\nname")], 1.5);
+        sink.sample(&[], f64::INFINITY);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "# HELP x a \\\\ b\\nc \"q\"\n# TYPE x gauge\n\
+             x{check=\"we\\\"ird\\\\\\nname\"} 1.5\nx +Inf\n"
+        );
+    }
+
+    #[test]
+    fn values_print_as_rust_displays_them() {
+        // -0.0 prints as "0" on the integer path; Prometheus parses both alike.
+        for value in [
+            0.0,
+            3.0,
+            -7.0,
+            1e15,
+            8.9e15,
+            1e16,
+            1e21,
+            0.25,
+            -1.5e-7,
+            f64::MAX,
+        ] {
+            let mut text = String::new();
+            write_value(&mut text, value);
+            assert_eq!(text, value.to_string(), "{value:e}");
+        }
+    }
+
+    #[test]
+    fn registry_families_are_written_as_the_prometheus_encoder_writes_them() {
+        use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+        let registry = Registry::new();
+        let runs = IntCounterVec::new(Opts::new("runs_total", "Runs \\ by\noutcome."), &["check"])
+            .unwrap();
+        let durations = HistogramVec::new(
+            HistogramOpts::new("run_seconds", "Durations.").buckets(vec![0.001, 0.25, 2.5]),
+            &["check", "plugin"],
+        )
+        .unwrap();
+        registry.register(Box::new(runs.clone())).unwrap();
+        registry.register(Box::new(durations.clone())).unwrap();
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .unwrap();
+        runs.with_label_values(&["we\"ird\n\\"]).inc_by(3);
+        runs.with_label_values(&["db"]).inc();
+        for seconds in [0.0004, 0.3, 7.0, 1e-9] {
+            durations
+                .with_label_values(&["db", "postgres"])
+                .observe(seconds);
+        }
+        let families = registry.gather();
+        let mut ours = Vec::new();
+        write_families(&mut ours, &families);
+        let mut theirs = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&families, &mut theirs)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            String::from_utf8(theirs).unwrap()
+        );
+    }
+}
