@@ -11,7 +11,8 @@
 # blackbox probe) scraped every 10 s; CPU of every process over the phase.
 # Phase 2: SCRAPES scrapes of each endpoint in a fast bounded loop over one
 # keep-alive connection, half plain and half with Accept-Encoding: gzip; CPU
-# per 1,000 scrapes and RSS after.
+# per 1,000 scrapes and RSS after. Phase 3: scrapes spaced as Prometheus
+# spaces them, the same way for every endpoint; CPU per scrape.
 #
 # Usage: bench/footprint.sh [DURATION] [SCRAPES]   (defaults 600 and 2000)
 
@@ -164,20 +165,25 @@ done
 RSS_LOAD[monit]=$(rss_kb "${PID[monit]}")
 ANON_LOAD[monit]=$(anon_kb "${PID[monit]}")
 
-# Scrapes in a fast loop mostly hit Warden's cached rendering (one per
-# second); what one fresh rendering costs, as Prometheus every 10 s sees it:
-# FRESH scrapes 1.1 s apart, minus Warden's CPU over as long without scrapes.
+# A fast loop mostly hits Warden's rendering of the current second, while the
+# exporters work on every scrape. What one scrape costs as Prometheus makes
+# it (every few seconds, over a kept connection, gzip accepted) is measured
+# alike for every endpoint: FRESH scrapes 1.1 s apart (curl --rate), minus
+# the process's own CPU over as long a quiet spell measured just before.
 FRESH=${FRESH:-20}
-log "fresh renderings: $FRESH scrapes 1.1 s apart, and as long idle"
-i0=$(sched_ns "${PID[warden]}"); sleep "$(awk -v n="$FRESH" 'BEGIN { print n * 1.1 }')"; i1=$(sched_ns "${PID[warden]}")
-f0=$(sched_ns "${PID[warden]}")
-for ((i = 0; i < FRESH; i++)); do curl -s -o /dev/null "${URL[warden]}"; sleep 1.1; done
-f1=$(sched_ns "${PID[warden]}")
-g0=$(sched_ns "${PID[warden]}")
-for ((i = 0; i < FRESH; i++)); do curl -s -o /dev/null -H 'Accept-Encoding: gzip' "${URL[warden]}"; sleep 1.1; done
-g1=$(sched_ns "${PID[warden]}")
-fresh_plain=$(awk -v s="$((f1 - f0 - (i1 - i0)))" -v n="$FRESH" 'BEGIN { printf "%.3f", s / n / 1e6 }')
-fresh_gzip=$(awk -v s="$((g1 - g0 - (i1 - i0)))" -v n="$FRESH" 'BEGIN { printf "%.3f", s / n / 1e6 }')
+SPELL=$(awk -v n="$FRESH" 'BEGIN { print n * 1.1 }')
+declare -A SPACED
+log "spaced scrapes: $FRESH per endpoint, 1.1 s apart, each after as long idle"
+for name in warden node postgres redis blackbox; do
+    list=$BENCH_TMP/spaced-$name
+    : >"$list"
+    for ((i = 0; i < FRESH; i++)); do printf 'url = "%s"\noutput = "/dev/null"\n' "${URL[$name]}" >>"$list"; done
+    i0=$(sched_ns "${PID[$name]}"); sleep "$SPELL"; i1=$(sched_ns "${PID[$name]}")
+    s0=$(sched_ns "${PID[$name]}")
+    timeout 120 curl -s --rate 54/m -H 'Accept-Encoding: gzip' -K "$list" || true
+    s1=$(sched_ns "${PID[$name]}")
+    SPACED[$name]=$(awk -v s="$((s1 - s0 - (i1 - i0)))" -v n="$FRESH" 'BEGIN { printf "%.3f", s / n / 1e6 }')
+done
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 echo "Phase 1: ${DURATION} s, checks and scrapes every 10 s (load at start $load1, at end $(loadavg)); phase 2: $SCRAPES scrapes each (load at start $load2)"
@@ -196,7 +202,11 @@ for who in "${ALL[@]}"; do
 done
 echo "| four exporters | $(mib $sum_idle) | $(mib $sum_load) | $(mib $sum_anon) | $(ticks_to_s $sum_cpu) | | |"
 echo
-echo "Warden, one fresh rendering (scrapes 1.1 s apart, idle CPU subtracted): $fresh_plain ms plain, $fresh_gzip ms with gzip, i.e. $fresh_plain and $fresh_gzip CPU s per 1,000 scrapes."
+echo "CPU per scrape made as Prometheus makes it ($FRESH scrapes 1.1 s apart over one connection, gzip accepted, the process's idle CPU over as long subtracted), ms:"
+echo
+echo "| scraped | CPU per scrape (ms) |"
+echo "| --- | --- |"
+for name in warden node postgres redis blackbox; do echo "| $name | ${SPACED[$name]} |"; done
 echo
 echo "CPU the monitored servers spent in phase 1, seconds (idle pair: the baseline of an unmonitored server):"
 echo
