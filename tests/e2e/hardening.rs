@@ -1,12 +1,13 @@
 //! HTTP hardening: idle connections neither starve new clients nor stay
-//! open, an idle keep-alive connection is closed too, and an oversized
-//! request head is refused without disturbing the daemon.
+//! open, an idle keep-alive connection is closed too, an oversized request
+//! head is refused without disturbing the daemon, and HEAD probes get GET's
+//! status and headers without a body.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::harness::{Daemon, TempDir, plugin_dir};
+use crate::harness::{Daemon, TempDir, http_request, plugin_dir};
 
 /// Idle sockets opened at once; well under the daemon's connection cap.
 const IDLE_CONNECTIONS: usize = 500;
@@ -156,4 +157,27 @@ fn an_oversized_request_head_is_refused_and_the_daemon_keeps_serving() {
         "{answer}"
     );
     assert_eq!(daemon.get("/readyz").status, 200);
+}
+
+#[test]
+fn head_answers_like_get_without_a_body() {
+    let dir = TempDir::new("head");
+    let daemon = ready_daemon(&dir);
+    for path in ["/readyz", "/health", "/livez", "/metrics"] {
+        let get = http_request(&daemon.addr, "GET", path, &[]).unwrap();
+        let head = http_request(&daemon.addr, "HEAD", path, &[]).unwrap();
+        assert_eq!(head.status, get.status, "HEAD {path}");
+        assert_eq!(head.body, "", "HEAD {path} sent a body");
+        let content_type = |r: &crate::harness::HttpResponse| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == "content-type")
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(content_type(&head), content_type(&get), "HEAD {path}");
+        assert!(!get.body.is_empty(), "GET {path} has a body");
+    }
+    // Other methods are still refused.
+    let post = http_request(&daemon.addr, "POST", "/readyz", &[]).unwrap();
+    assert_eq!(post.status, 405);
 }

@@ -82,7 +82,9 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         metrics: AnswerCache::default(),
     });
     let state = warp::any().map(move || Arc::clone(&shared));
-    let get = warp::get();
+    // HEAD is answered wherever GET is (RFC 9110): some probes and load
+    // balancers check with it. hyper sends the head alone.
+    let get = warp::get().or(warp::head()).unify();
 
     let livez = warp::path!("livez").and(get).and(state.clone()).map(livez);
     let readyz = warp::path!("readyz")
