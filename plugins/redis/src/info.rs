@@ -1,33 +1,53 @@
 //! Parses the text of `INFO` and turns the fields the check cares about into
 //! findings and metrics.
 
-use std::collections::HashMap;
-
 use warden_plugin_api::{Metric, Reason, Status};
 
-/// The `field:value` lines of an `INFO` reply; section headers and blank
-/// lines are skipped.
+/// The fields [`assess`] reads; [`Info::parse`] keeps these and skips the
+/// rest of the reply (some 150 lines) without copying it.
+const FIELDS: [&str; 13] = [
+    "uptime_in_seconds",
+    "connected_clients",
+    "blocked_clients",
+    "used_memory",
+    "maxmemory",
+    "loading",
+    "rejected_connections",
+    "evicted_keys",
+    "role",
+    "master_host",
+    "master_port",
+    "master_link_status",
+    "master_link_down_since_seconds",
+];
+
+/// The fields of an `INFO` reply that the check reads.
 #[derive(Debug, Clone, Default)]
 pub struct Info {
-    fields: HashMap<String, String>,
+    values: [Option<String>; FIELDS.len()],
 }
 
 impl Info {
-    /// Parses `INFO` text.
+    /// Parses `INFO` text: `field:value` lines; section headers, blank
+    /// lines and fields the check does not read are skipped.
     pub fn parse(text: &str) -> Self {
-        let fields = text
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .filter_map(|line| line.split_once(':'))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Info { fields }
+        let mut info = Info::default();
+        for line in text.lines() {
+            let Some((key, value)) = line.trim().split_once(':') else {
+                continue;
+            };
+            if let Some(i) = FIELDS.iter().position(|field| *field == key) {
+                info.values[i] = Some(value.to_owned());
+            }
+        }
+        info
     }
 
-    /// A raw field.
+    /// A field the check reads; `None` when absent from the reply, and for
+    /// any field the check does not read.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.get(key).map(String::as_str)
+        let i = FIELDS.iter().position(|field| *field == key)?;
+        self.values[i].as_deref()
     }
 
     fn number(&self, key: &str) -> Option<f64> {
