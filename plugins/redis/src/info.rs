@@ -3,6 +3,17 @@
 
 use warden_plugin_api::{Metric, Reason, Status};
 
+/// The `INFO` sections that hold every field in [`FIELDS`], asked for by name
+/// so the server renders and sends only those.
+pub(crate) const SECTIONS: [&str; 6] = [
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+];
+
 /// The fields [`assess`] reads; [`Info::parse`] keeps these and skips the
 /// rest of the reply (some 150 lines) without copying it.
 const FIELDS: [&str; 13] = [

@@ -14,28 +14,27 @@ mod probe;
 
 use std::cell::Cell;
 
-use redis::aio::MultiplexedConnection;
 use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, TlsCertificates};
 use tokio::runtime::Runtime;
 use warden_plugin_api::{CheckResult, Host, Plugin, Reason, RunContext, Status};
 
 use crate::config::Config;
 use crate::failure::redact;
-use crate::probe::{Run, Step};
+use crate::probe::{Run, Session, Step};
 
 /// One configured Redis check.
 pub struct RedisCheck {
     config: Config,
     client: Client,
     runtime: Runtime,
-    conn: Option<MultiplexedConnection>,
+    session: Option<Session>,
 }
 
 impl std::fmt::Debug for RedisCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisCheck")
             .field("config", &self.config)
-            .field("connected", &self.conn.is_some())
+            .field("connected", &self.session.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -97,7 +96,7 @@ impl Plugin for RedisCheck {
             config,
             client,
             runtime: new_runtime()?,
-            conn: None,
+            session: None,
         })
     }
 
@@ -115,7 +114,7 @@ impl RedisCheck {
         let run = Run {
             config: &self.config,
             client: &self.client,
-            conn: &mut self.conn,
+            session: &mut self.session,
             step: &step,
         };
         // The timer must be made inside the runtime, hence the async block.
@@ -169,7 +168,7 @@ impl RedisCheck {
     /// Drops the kept connection and the runtime that drives it, closing
     /// its socket now rather than whenever the runtime next runs.
     fn discard_connection(&mut self) {
-        self.conn = None;
+        self.session = None;
         // On failure the old runtime stays; the dropped connection then
         // closes on its next run.
         if let Ok(runtime) = new_runtime() {

@@ -11,7 +11,7 @@ use warden_plugin_api::{Metric, Reason, Status};
 
 use crate::config::Config;
 use crate::failure::{Failure, command_failure, connect_failure, is_connection_error};
-use crate::info::{Finding, Info, Thresholds, assess, not_ready_loading};
+use crate::info::{Finding, Info, SECTIONS, Thresholds, assess, not_ready_loading};
 
 /// The step a run is in, for the timeout message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,32 +44,40 @@ pub(crate) struct Report {
     pub(crate) summary: Vec<String>,
 }
 
+/// A connection kept between runs, and what it learnt about its server.
+pub(crate) struct Session {
+    conn: MultiplexedConnection,
+    /// The server refused `INFO` with several sections (before Redis 7), so
+    /// this connection asks for a plain `INFO`.
+    plain_info: bool,
+}
+
 /// Borrowed state for one run.
 pub(crate) struct Run<'a> {
     pub(crate) config: &'a Config,
     pub(crate) client: &'a Client,
-    pub(crate) conn: &'a mut Option<MultiplexedConnection>,
+    pub(crate) session: &'a mut Option<Session>,
     pub(crate) step: &'a Cell<Step>,
 }
 
 impl Run<'_> {
     pub(crate) async fn execute(self) -> Result<Report, Failure> {
         let mut report = Report::default();
-        let reused = self.conn.is_some();
-        let mut conn = match self.conn.take() {
-            Some(conn) => conn,
+        let reused = self.session.is_some();
+        let mut session = match self.session.take() {
+            Some(session) => session,
             None => self.open(&mut report).await?,
         };
 
         self.step.set(Step::Ping);
-        let pinged = match ping(&mut conn).await {
+        let pinged = match ping(&mut session.conn).await {
             // A kept connection may have died since the last run (server
             // restart, idle timeout): replace it once before judging.
             Err(e) if reused && is_connection_error(&e) => {
-                drop(conn);
-                conn = self.open(&mut report).await?;
+                drop(session);
+                session = self.open(&mut report).await?;
                 self.step.set(Step::Ping);
-                ping(&mut conn).await
+                ping(&mut session.conn).await
             }
             other => other,
         };
@@ -79,13 +87,13 @@ impl Run<'_> {
                 // Loading answers -LOADING to PING: reachable but not ready.
                 report.findings.push(not_ready_loading());
                 report.metrics.push(Metric::new("loading", 1.0));
-                *self.conn = Some(conn);
+                *self.session = Some(session);
                 return Ok(report);
             }
             Err(e) => {
                 let failure = command_failure(&e, "PING", &self.config.endpoint());
                 if !failure.drop_connection {
-                    *self.conn = Some(conn);
+                    *self.session = Some(session);
                 }
                 return Err(failure);
             }
@@ -112,7 +120,7 @@ impl Run<'_> {
 
         if self.config.roundtrip {
             self.step.set(Step::Roundtrip);
-            match roundtrip(&mut conn, self.config).await {
+            match roundtrip(&mut session.conn, self.config).await {
                 Ok(t) => {
                     report
                         .metrics
@@ -123,7 +131,7 @@ impl Run<'_> {
                 }
                 Err(failure) => {
                     if !failure.drop_connection {
-                        *self.conn = Some(conn);
+                        *self.session = Some(session);
                     }
                     return Err(failure);
                 }
@@ -131,7 +139,7 @@ impl Run<'_> {
         }
 
         self.step.set(Step::Info);
-        match redis::cmd("INFO").query_async::<String>(&mut conn).await {
+        match info(&mut session).await {
             Ok(text) => {
                 let thresholds = Thresholds {
                     warning: self.config.memory_warning_ratio,
@@ -155,16 +163,16 @@ impl Run<'_> {
             Err(e) => {
                 let failure = command_failure(&e, "INFO", &self.config.endpoint());
                 if !failure.drop_connection {
-                    *self.conn = Some(conn);
+                    *self.session = Some(session);
                 }
                 return Err(failure);
             }
         }
-        *self.conn = Some(conn);
+        *self.session = Some(session);
         Ok(report)
     }
 
-    async fn open(&self, report: &mut Report) -> Result<MultiplexedConnection, Failure> {
+    async fn open(&self, report: &mut Report) -> Result<Session, Failure> {
         let config = self.config;
         let endpoint = config.endpoint();
         self.step.set(Step::Dns);
@@ -199,7 +207,11 @@ impl Run<'_> {
         report
             .metrics
             .push(Metric::new("connect_seconds", started.elapsed().as_secs_f64()).unit("seconds"));
-        Ok(conn)
+        // A new connection may reach a different (upgraded) server.
+        Ok(Session {
+            conn,
+            plain_info: false,
+        })
     }
 }
 
@@ -207,6 +219,26 @@ async fn ping(conn: &mut MultiplexedConnection) -> Result<Duration, RedisError> 
     let started = Instant::now();
     let _: String = redis::cmd("PING").query_async(conn).await?;
     Ok(started.elapsed())
+}
+
+/// `INFO` of the sections the check reads, so the server renders and sends
+/// less. A server that refuses several sections (before Redis 7 only one was
+/// allowed) answers `ERR`: it gets a plain `INFO`, on this connection from
+/// then on.
+async fn info(session: &mut Session) -> Result<String, RedisError> {
+    if !session.plain_info {
+        let sections = redis::cmd("INFO")
+            .arg(&SECTIONS[..])
+            .query_async(&mut session.conn)
+            .await;
+        match sections {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError) => {}
+            other => return other,
+        }
+    }
+    let text = redis::cmd("INFO").query_async(&mut session.conn).await?;
+    session.plain_info = true;
+    Ok(text)
 }
 
 /// SET with a TTL, GET, compare, DEL on a fresh key under the prefix.

@@ -54,6 +54,9 @@ fn healthy_server_passes_and_reuses_one_connection() {
         assert!(metric(&result, "used_memory_bytes").unwrap() > 0.0);
         assert_eq!(metric(&result, "rejected_connections_total"), Some(0.0));
         assert_eq!(metric(&result, "evicted_keys_total"), Some(0.0));
+        // One field from each INFO section the check asks for.
+        assert!(metric(&result, "uptime_seconds").is_some());
+        assert_eq!(metric(&result, "loading"), Some(0.0));
         let role = result.metrics.iter().find(|m| m.name == "role").unwrap();
         assert_eq!(role.labels.get("role").map(String::as_str), Some("master"));
         // maxmemory is 0 by default: no ratio at all.
