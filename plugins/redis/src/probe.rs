@@ -1,12 +1,18 @@
 //! One run against Redis: resolve, connect (TCP, TLS, AUTH, SELECT) unless a
 //! connection is kept from the last run, PING, the optional SET/GET/DEL round
 //! trip, then INFO. The caller bounds the whole run with one deadline.
+//!
+//! Each round trip costs a wakeup of the plugin's thread and of the server,
+//! so commands share one where timing allows: PING is timed alone, the
+//! SET/GET/DEL round trip's three commands go as one pipeline, INFO alone.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, ServerErrorKind, Value};
+use redis::{
+    AsyncConnectionConfig, Client, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value,
+};
 use warden_plugin_api::{Metric, Reason, Status};
 
 use crate::config::Config;
@@ -241,7 +247,9 @@ async fn info(session: &mut Session) -> Result<String, RedisError> {
     Ok(text)
 }
 
-/// SET with a TTL, GET, compare, DEL on a fresh key under the prefix.
+/// SET with a TTL, GET and DEL on a fresh key under the prefix, pipelined
+/// into one round trip (the server runs them in order, so GET reads what SET
+/// wrote), then compare what GET read.
 async fn roundtrip(conn: &mut MultiplexedConnection, config: &Config) -> Result<Duration, Failure> {
     let endpoint = config.endpoint();
     let nanos = SystemTime::now()
@@ -251,28 +259,28 @@ async fn roundtrip(conn: &mut MultiplexedConnection, config: &Config) -> Result<
     let key = format!("{}check:{}:{nanos}", config.key_prefix, std::process::id());
     let value = format!("warden-{nanos}");
     let started = Instant::now();
-    redis::cmd("SET")
+    // Each reply is kept with its own error, so a failure names its command.
+    let (set, get, del): (RedisResult<()>, RedisResult<Value>, RedisResult<()>) = redis::pipe()
+        .ignore_errors()
+        .cmd("SET")
         .arg(&key)
         .arg(&value)
         .arg("EX")
         .arg(config.key_ttl.as_secs())
-        .query_async::<()>(conn)
-        .await
-        .map_err(|e| command_failure(&e, "SET", &endpoint))?;
-    let read: Value = redis::cmd("GET")
+        .cmd("GET")
+        .arg(&key)
+        .cmd("DEL")
         .arg(&key)
         .query_async(conn)
         .await
-        .map_err(|e| command_failure(&e, "GET", &endpoint))?;
-    let matches = matches!(&read, Value::BulkString(b) if *b == value.as_bytes());
-    redis::cmd("DEL")
-        .arg(&key)
-        .query_async::<()>(conn)
-        .await
-        .map_err(|e| command_failure(&e, "DEL", &endpoint))?;
-    if !matches {
+        .map_err(|e| command_failure(&e, "SET/GET/DEL", &endpoint))?;
+    let elapsed = started.elapsed();
+    set.map_err(|e| command_failure(&e, "SET", &endpoint))?;
+    let read = get.map_err(|e| command_failure(&e, "GET", &endpoint))?;
+    del.map_err(|e| command_failure(&e, "DEL", &endpoint))?;
+    if !matches!(&read, Value::BulkString(b) if *b == value.as_bytes()) {
         let message = format!("protocol: GET {key} returned {read:?}, not the value just SET");
         return Err(Failure::new(Reason::Protocol, message, false));
     }
-    Ok(started.elapsed())
+    Ok(elapsed)
 }

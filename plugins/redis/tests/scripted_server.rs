@@ -1,14 +1,16 @@
 //! The redis plugin against a small scripted RESP server on 127.0.0.1, for
 //! server behaviour the installed redis-server 7 cannot show: an older
-//! server that refuses `INFO` with several sections.
+//! server that refuses `INFO` with several sections, and a server that holds
+//! its replies until a whole pipeline has arrived.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use warden_plugin_api::{CheckResult, Host, Plugin, RunContext, Status};
+use warden_plugin_api::{CheckResult, Host, Plugin, Reason, RunContext, Status};
 use warden_redis::RedisCheck;
 
 /// An `INFO` reply holding every field the check reads, one per section.
@@ -25,6 +27,11 @@ struct Script {
     /// Answer `INFO` with more than one section `-ERR syntax error`, as
     /// servers before Redis 7 do.
     one_info_section: bool,
+    /// Send nothing after `SET` until `DEL` has arrived too, so a client that
+    /// waits for each reply before sending the next command never finishes.
+    hold_until_del: bool,
+    /// Answer `GET` with a value other than the one `SET` stored.
+    wrong_get: bool,
 }
 
 /// A scripted server; each connection is served on its own thread, and
@@ -66,6 +73,9 @@ impl ScriptedServer {
 fn serve(stream: TcpStream, script: Script, log: &Mutex<Vec<Vec<String>>>) -> io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
+    let mut keys: HashMap<String, String> = HashMap::new();
+    let mut held = Vec::new();
+    let mut holding = false;
     loop {
         let command = read_command(&mut reader)?;
         log.lock().unwrap().push(command.clone());
@@ -76,9 +86,25 @@ fn serve(stream: TcpStream, script: Script, log: &Mutex<Vec<Vec<String>>>) -> io
                 b"-ERR syntax error\r\n".to_vec()
             }
             ("INFO", _) => bulk(INFO),
+            ("SET", [key, value, ..]) => {
+                keys.insert(key.clone(), value.clone());
+                holding = script.hold_until_del;
+                b"+OK\r\n".to_vec()
+            }
+            ("GET", [_]) if script.wrong_get => bulk("something else"),
+            ("GET", [key]) => keys.get(key).map_or(b"$-1\r\n".to_vec(), |v| bulk(v)),
+            ("DEL", [key]) => {
+                holding = false;
+                let removed = keys.remove(key).is_some();
+                format!(":{}\r\n", u8::from(removed)).into_bytes()
+            }
             _ => format!("-ERR unknown command '{name}'\r\n").into_bytes(),
         };
-        writer.write_all(&reply)?;
+        held.extend_from_slice(&reply);
+        if !holding {
+            writer.write_all(&held)?;
+            held.clear();
+        }
     }
 }
 
@@ -162,6 +188,7 @@ fn info_asks_only_for_the_sections_it_reads() {
 fn info_falls_back_to_plain_info_when_sections_are_refused() {
     let server = ScriptedServer::start(Script {
         one_info_section: true,
+        ..Script::default()
     })
     .unwrap();
     let mut check = create(&server, json!({}));
@@ -177,4 +204,54 @@ fn info_falls_back_to_plain_info_when_sections_are_refused() {
         server.info_commands(),
         vec![SECTIONS.to_vec(), vec!["INFO"], vec!["INFO"], vec!["INFO"]]
     );
+}
+
+#[test]
+fn roundtrip_sends_set_get_del_in_one_pipeline() {
+    // The server answers SET only once DEL has arrived: a client waiting for
+    // each reply would hang until the deadline.
+    let server = ScriptedServer::start(Script {
+        hold_until_del: true,
+        ..Script::default()
+    })
+    .unwrap();
+    let mut check = create(&server, json!({"roundtrip": true}));
+    let result = run(&mut check);
+    assert_eq!(result.status, Status::Ok, "{result:?}");
+    assert!(metric(&result, "roundtrip_seconds").is_some());
+    let names: Vec<String> = server
+        .commands()
+        .into_iter()
+        .map(|c| c[0].clone())
+        .collect();
+    assert_eq!(names, ["PING", "SET", "GET", "DEL", "INFO"]);
+}
+
+#[test]
+fn roundtrip_reading_another_value_is_protocol() {
+    let server = ScriptedServer::start(Script {
+        wrong_get: true,
+        ..Script::default()
+    })
+    .unwrap();
+    let mut check = create(&server, json!({"roundtrip": true}));
+    let result = run(&mut check);
+    assert_eq!(result.status, Status::Critical, "{result:?}");
+    assert_eq!(result.reason, Some(Reason::Protocol), "{result:?}");
+    assert!(
+        result.message.contains("not the value just SET"),
+        "{}",
+        result.message
+    );
+    let set = server
+        .commands()
+        .into_iter()
+        .find(|c| c[0] == "SET")
+        .unwrap();
+    let del = server
+        .commands()
+        .into_iter()
+        .find(|c| c[0] == "DEL")
+        .unwrap();
+    assert_eq!(set[1], del[1], "the key written is the key deleted");
 }
