@@ -203,17 +203,25 @@ start_redis() {
 
 # reference_config LISTEN_PORT PG_PORT REDIS_PORT JWKS_PORT [INTERVAL] [BINARY]:
 # writes config/warden.toml with its addresses pointed at the private servers
-# (when given, every interval set to INTERVAL, and plugins searched beside
-# BINARY instead of $WARDEN) and prints its path.
+# (when given, every interval set to INTERVAL) and prints its path. Its plugin
+# directory holds the four shipped plugins from beside BINARY (default
+# $WARDEN), as a package installs them: the build directory also holds the
+# test plugins, which would be loaded and counted too.
 reference_config() {
-    local out=$BENCH_TMP/warden-$1.toml
+    local out=$BENCH_TMP/warden-$1.toml plugins=$BENCH_TMP/plugins-$1 from
+    from=$(dirname "${6:-$WARDEN}")
+    mkdir -p "$plugins"
+    for name in system postgres redis jwks; do
+        cp "$from/libwarden_$name.so" "$plugins/"
+    done
     # The reference config loads its example rules from beside itself.
     [[ -d $BENCH_TMP/rules ]] || cp -r "$BENCH_ROOT/config/rules" "$BENCH_TMP/rules"
     sed -e "s/^listen = .*/listen = \"127.0.0.1:$1\"/" \
         -e "s/^port = 5432/port = $2/" \
         -e "s#redis://127.0.0.1:6379/0#redis://127.0.0.1:$3/0#" \
         -e "s#http://127.0.0.1:8080/#http://127.0.0.1:$4/#" \
-        -e "s#^dir = .*#dir = \"$(dirname "${6:-$WARDEN}")\"#" \
+        -e "s#^dir = .*#dir = \"$plugins\"#" \
+        -e "s#^beside_executable = .*#beside_executable = false#" \
         -e 's/^level = .*/level = "warn"/' \
         "$BENCH_ROOT/config/warden.toml" >"$out"
     if [[ -n ${5:-} && $5 != - ]]; then
