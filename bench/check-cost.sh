@@ -3,7 +3,8 @@
 # Warden (a config with that one check every 100 ms) next to `pg_isready` and
 # `redis-cli ping` run as processes by hyperfine, each with the CPU the
 # monitored server spends answering (private servers; their idle CPU over the
-# same time is subtracted).
+# same time is subtracted); and the daemon's floor, a check of the noop test
+# plugin on the same schedule.
 #
 # Usage: bench/check-cost.sh [SECONDS] [RUNS]   (defaults 30 and 300)
 # Prints a Markdown table on stdout; progress on stderr.
@@ -101,6 +102,11 @@ load=$(loadavg)
 idle=$(awk -v i="$redis_idle" -v r="$RUNS" -v s="$SECS" -v w="$wall" 'BEGIN { printf "%d", i * (r * w / 1000) / s }')
 server=$(per_run "$((st - idle > 0 ? st - idle : 0))" "$RUNS")
 echo "| redis-cli ping ($RUNS runs) | $client | $server | $(awk -v a="$client" -v b="$server" 'BEGIN { printf "%.3f", a + b }') | $wall | $load |"
+# The daemon's own share: the same schedule running the noop test plugin,
+# which returns at once (scheduler, blocking-pool hand-off, recording).
+load=$(loadavg)
+read -r wt st n < <(warden_cost floor noop "" "$REDIS_PID" cpu_ticks)
+echo "| warden noop check, the daemon's floor ($n runs) | $(per_run "$wt" "$n") | - | $(per_run "$wt" "$n") | - | $load |"
 echo
 echo "Warden's figures include everything the daemon does meanwhile (scheduler, heartbeat, one /metrics read at each end)."
 echo "Command: bench/check-cost.sh $SECS $RUNS"
