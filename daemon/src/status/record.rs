@@ -100,8 +100,11 @@ pub struct RunRecord {
     pub message: String,
     /// Why it failed, when it did.
     pub reason: Option<Reason>,
-    /// Measurements, finite values only.
+    /// Measurements, finite values only, at most `MAX_METRICS` of them.
     pub metrics: Vec<Metric>,
+    /// Finite measurements the plugin reported, kept or not, so what was
+    /// cut can be counted.
+    pub metrics_reported: usize,
     /// Wall-clock start, for display.
     pub started_at: SystemTime,
     /// Monotonic end, for staleness.
@@ -119,17 +122,22 @@ impl RunRecord {
             Status::Critical => Outcome::Critical,
             Status::Unknown => Outcome::Unknown,
         };
-        let metrics = result
+        let mut metrics: Vec<Metric> = result
             .metrics
             .into_iter()
             .filter(|m| m.value.is_finite())
-            .take(MAX_METRICS)
             .collect();
+        let metrics_reported = metrics.len();
+        if metrics_reported > MAX_METRICS {
+            metrics.truncate(MAX_METRICS);
+            metrics.shrink_to_fit();
+        }
         RunRecord {
             outcome,
             message: one_line(&result.message),
             reason: result.reason,
             metrics,
+            metrics_reported,
             started_at,
             finished: Instant::now(),
             duration,
@@ -151,6 +159,7 @@ impl RunRecord {
             message: one_line(&message),
             reason: Some(reason),
             metrics: Vec::new(),
+            metrics_reported: 0,
             started_at,
             finished: Instant::now(),
             duration,

@@ -98,8 +98,7 @@ pub(super) fn describe_board(views: &[CheckView], sink: &mut impl Sink) {
         );
         for (v, last) in fresh() {
             let over = last
-                .metrics
-                .len()
+                .metrics_reported
                 .saturating_sub(MAX_PLUGIN_SERIES_PER_CHECK);
             sink.sample(&base(v), over as f64);
         }
@@ -160,7 +159,12 @@ pub(super) fn describe_board(views: &[CheckView], sink: &mut impl Sink) {
                 };
                 labels.push((key, value.as_str()));
             }
+            // Stable sort, then keep the first of equal names: the check's
+            // own labels, then the plugin's in name order. Two plugin labels
+            // can sanitise to one name (`a.b`, `a-b`), and a duplicate name
+            // would make Prometheus reject the whole scrape.
             labels.sort_by(|a, b| a.0.cmp(&b.0));
+            labels.dedup_by(|later, earlier| later.0 == earlier.0);
             let sorted: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
             sink.sample(&sorted, metric.value);
         }
@@ -487,5 +491,80 @@ mod tests {
             String::from_utf8(ours).unwrap(),
             String::from_utf8(theirs).unwrap()
         );
+    }
+
+    fn view(metrics: Vec<warden_plugin_api::Metric>) -> CheckView {
+        use std::time::{Duration, SystemTime};
+        let mut result = warden_plugin_api::CheckResult::ok("fine");
+        result.metrics = metrics;
+        CheckView {
+            spec: crate::status::CheckSpec {
+                name: "db".to_owned(),
+                plugin: "scripted".to_owned(),
+                critical: true,
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(5),
+                stale_after: 3,
+                fall: 1,
+                rise: 1,
+            },
+            health: Health::Healthy,
+            stale: false,
+            ever_passed: true,
+            last: Some(crate::status::RunRecord::from_result(
+                result,
+                SystemTime::now(),
+                Duration::from_millis(1),
+            )),
+        }
+    }
+
+    fn text(views: &[CheckView]) -> String {
+        let mut out = Vec::new();
+        describe_board(views, &mut TextSink::new(&mut out));
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn label_names_that_collide_after_renaming_appear_once() {
+        use warden_plugin_api::Metric;
+        let shown = text(&[view(vec![
+            Metric::new("collide", 1.0)
+                .label("a.b", "1")
+                .label("a-b", "2"),
+            Metric::new("own", 2.0)
+                .label("check", "x")
+                .label("exported_check", "y"),
+        ])]);
+        // BTreeMap order: "a-b" sorts before "a.b", so its value is kept.
+        assert!(
+            shown.contains(
+                "warden_scripted_collide{a_b=\"2\",check=\"db\",plugin=\"scripted\"} 1\n"
+            ),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(
+                "warden_scripted_own{check=\"db\",exported_check=\"x\",plugin=\"scripted\"} 2\n"
+            ),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn dropped_metrics_count_everything_past_the_limit() {
+        let metrics = (0..1201)
+            .map(|i| warden_plugin_api::Metric::new(format!("m{i:04}"), 1.0))
+            .collect();
+        let shown = text(&[view(metrics)]);
+        assert!(
+            shown.contains("warden_check_metrics_dropped{check=\"db\",plugin=\"scripted\"} 701\n"),
+            "dropped gauge wrong"
+        );
+        let series = shown
+            .lines()
+            .filter(|l| l.starts_with("warden_scripted_m"))
+            .count();
+        assert_eq!(series, MAX_PLUGIN_SERIES_PER_CHECK);
     }
 }
