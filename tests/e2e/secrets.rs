@@ -185,6 +185,12 @@ group_wait = "0s"
     assert!(run.body.contains(REDACTED), "{}", run.body);
     let diagnostics = daemon.request("GET", "/diagnostics", &admin).unwrap();
     assert_eq!(diagnostics.status, 200, "{}", diagnostics.body);
+    let head = daemon.request("HEAD", "/diagnostics", &admin).unwrap();
+    assert_eq!(
+        (head.status, head.body.as_str()),
+        (200, ""),
+        "HEAD /diagnostics"
+    );
     let shown = diagnostics.json();
     assert_eq!(shown["config"]["server"]["admin_token"], REDACTED);
     assert_eq!(shown["config"]["checks"][0]["config"]["file"], REDACTED);

@@ -209,7 +209,7 @@ pub(super) fn routes(
         .and(admin.clone())
         .then(run_now);
     let diagnostics = warp::path!("diagnostics")
-        .and(warp::get())
+        .and(warp::get().or(warp::head()).unify())
         .and(caller)
         .and(admin)
         .then(show_diagnostics);
