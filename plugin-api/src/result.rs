@@ -202,6 +202,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn metric_values_cross_json_unchanged() {
+        // Without serde_json's exact float parsing these came back one unit
+        // in the last place off.
+        for value in [
+            8_999_999_999_999_999.0,
+            1.5e-300,
+            0.1,
+            123_456.789e10,
+            f64::MAX,
+        ] {
+            let result = CheckResult::ok("fine").with_metrics([Metric::new("m", value)]);
+            let json = serde_json::to_string(&result).unwrap();
+            let back: CheckResult = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.metrics[0].value.to_bits(), value.to_bits(), "{json}");
+        }
+    }
+
+    #[test]
     fn round_trips_through_json() {
         let result = CheckResult::critical(Reason::Refused, "connection refused").with_metrics([
             Metric::new("connect_seconds", 0.5)
