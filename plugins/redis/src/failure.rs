@@ -11,6 +11,10 @@ pub(crate) struct Failure {
     pub(crate) message: String,
     /// The connection is unusable (I/O error, closed, protocol desync).
     pub(crate) drop_connection: bool,
+    /// The server refused a write because of its own state (a read-only
+    /// replica, memory full): a finding about the server, so the run goes
+    /// on to `INFO`, whose figures matter most then.
+    pub(crate) server_state: bool,
 }
 
 impl Failure {
@@ -19,6 +23,7 @@ impl Failure {
             reason,
             message: message.into(),
             drop_connection,
+            server_state: false,
         }
     }
 }
@@ -82,15 +87,38 @@ pub(crate) fn command_failure(err: &RedisError, command: &str, endpoint: &str) -
     if is_auth_error(err) || err.kind() == ErrorKind::Server(ServerErrorKind::NoPerm) {
         return Failure::new(
             Reason::Auth,
-            format!("auth: {command} denied: {detail}"),
+            format!("auth: {command} denied on {endpoint}: {detail}"),
             false,
         );
     }
-    Failure::new(
-        Reason::Protocol,
-        format!("protocol: {command} failed: {detail}"),
-        false,
-    )
+    let state = |reason, message: String| Failure {
+        server_state: true,
+        ..Failure::new(reason, message, false)
+    };
+    match err.code() {
+        Some("READONLY") => state(
+            Reason::Other,
+            format!("read-only: {command} refused, the server is a read-only replica: {detail}"),
+        ),
+        Some("OOM") => state(
+            Reason::Exhausted,
+            format!("memory full: {command} refused at maxmemory: {detail}"),
+        ),
+        _ => Failure::new(
+            Reason::Protocol,
+            format!("protocol: {command} failed: {detail}"),
+            false,
+        ),
+    }
+}
+
+/// Whether the server does not know a command (renamed away or disabled
+/// with `rename-command`).
+pub(crate) fn is_unknown_command(err: &RedisError) -> bool {
+    err.code() == Some("ERR")
+        && err
+            .detail()
+            .is_some_and(|d| d.to_ascii_lowercase().starts_with("unknown command"))
 }
 
 fn is_auth_error(err: &RedisError) -> bool {

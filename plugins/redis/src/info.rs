@@ -112,9 +112,10 @@ pub fn assess(info: &Info, thresholds: Thresholds) -> Assessment {
     }
 
     let role = info.get("role").unwrap_or("unknown");
-    summary.push(format!("role {role}"));
+    // Redis still says "slave"; the docs and the metric say "replica".
+    let shown = if role == "slave" { "replica" } else { role };
+    summary.push(format!("role {shown}"));
     if matches!(role, "master" | "slave") {
-        let shown = if role == "slave" { "replica" } else { "master" };
         out.metrics
             .push(Metric::new("role", 1.0).label("role", shown));
     }

@@ -16,7 +16,9 @@ use redis::{
 use warden_plugin_api::{Metric, Reason, Status};
 
 use crate::config::Config;
-use crate::failure::{Failure, command_failure, connect_failure, is_connection_error};
+use crate::failure::{
+    Failure, command_failure, connect_failure, is_connection_error, is_unknown_command,
+};
 use crate::info::{Finding, Info, SECTIONS, Thresholds, assess, not_ready_loading};
 
 /// The step a run is in, for the timeout message.
@@ -135,6 +137,13 @@ impl Run<'_> {
                         .summary
                         .push(format!("round trip {:.1} ms", t.as_secs_f64() * 1e3));
                 }
+                // Read-only or full: say so, and still read INFO, which
+                // shows why (replication, memory).
+                Err(failure) if failure.server_state => report.findings.push(Finding {
+                    status: Status::Critical,
+                    reason: failure.reason,
+                    message: failure.message,
+                }),
                 Err(failure) => {
                     if !failure.drop_connection {
                         *self.session = Some(session);
@@ -163,6 +172,15 @@ impl Run<'_> {
                     status: Status::Warning,
                     reason: Reason::Auth,
                     message: "INFO denied by ACL: memory, clients and replication unavailable"
+                        .to_owned(),
+                });
+            }
+            Err(e) if is_unknown_command(&e) => {
+                report.findings.push(Finding {
+                    status: Status::Warning,
+                    reason: Reason::Other,
+                    message: "INFO is disabled (rename-command): memory, clients and replication \
+                              unavailable"
                         .to_owned(),
                 });
             }

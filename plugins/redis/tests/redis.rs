@@ -222,6 +222,40 @@ fn replica_reports_its_master_link() {
         "{}",
         result.message
     );
+
+    // A write test against the read-only replica names the refusal and
+    // still reports what INFO shows: the link to the master is down.
+    let mut config = local(&replica);
+    config["roundtrip"] = json!(true);
+    let result = run(&mut create(config), Duration::from_secs(5));
+    assert_eq!(result.status, Status::Critical, "{result:?}");
+    assert!(result.message.contains("read-only"), "{}", result.message);
+    assert!(result.message.contains("master link"), "{}", result.message);
+    assert_eq!(metric(&result, "master_link_up"), Some(0.0));
+}
+
+#[test]
+fn full_memory_is_exhausted_and_still_reports_memory() {
+    let server = RedisServer::start_with(&RedisOptions {
+        maxmemory: Some(512 * 1024 * 1024),
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    // Below what the server already uses: every write is refused (the
+    // default policy, noeviction).
+    server
+        .command(&["CONFIG", "SET", "maxmemory", "1"])
+        .unwrap();
+    let mut config = local(&server);
+    config["roundtrip"] = json!(true);
+    let result = run(&mut create(config), Duration::from_secs(5));
+    assert_eq!(result.status, Status::Critical, "{result:?}");
+    assert_eq!(result.reason, Some(Reason::Exhausted), "{result:?}");
+    assert!(result.message.contains("memory full"), "{}", result.message);
+    assert!(
+        metric(&result, "memory_used_ratio").unwrap() > 1.0,
+        "{result:?}"
+    );
 }
 
 #[test]

@@ -32,6 +32,8 @@ struct Script {
     hold_until_del: bool,
     /// Answer `GET` with a value other than the one `SET` stored.
     wrong_get: bool,
+    /// Know no `INFO` at all, as after `rename-command INFO ""`.
+    no_info: bool,
 }
 
 /// A scripted server; each connection is served on its own thread, and
@@ -82,6 +84,9 @@ fn serve(stream: TcpStream, script: Script, log: &Mutex<Vec<Vec<String>>>) -> io
         let name = command[0].to_ascii_uppercase();
         let reply = match (name.as_str(), &command[1..]) {
             ("PING", _) => b"+PONG\r\n".to_vec(),
+            ("INFO", _) if script.no_info => {
+                b"-ERR unknown command 'INFO', with args beginning with: \r\n".to_vec()
+            }
             ("INFO", sections) if sections.len() > 1 && script.one_info_section => {
                 b"-ERR syntax error\r\n".to_vec()
             }
@@ -254,4 +259,23 @@ fn roundtrip_reading_another_value_is_protocol() {
         .find(|c| c[0] == "DEL")
         .unwrap();
     assert_eq!(set[1], del[1], "the key written is the key deleted");
+}
+
+#[test]
+fn a_server_without_info_passes_liveness_with_a_warning() {
+    let server = ScriptedServer::start(Script {
+        no_info: true,
+        ..Script::default()
+    })
+    .unwrap();
+    let result = run(&mut create(&server, json!({"roundtrip": true})));
+    assert_eq!(result.status, Status::Warning, "{result:?}");
+    assert_eq!(result.reason, Some(Reason::Other), "{result:?}");
+    assert!(
+        result.message.contains("INFO is disabled"),
+        "{}",
+        result.message
+    );
+    assert!(metric(&result, "ping_seconds").is_some());
+    assert!(metric(&result, "roundtrip_seconds").is_some());
 }
