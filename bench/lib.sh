@@ -49,7 +49,9 @@ need() {
 }
 
 need_warden() {
-    if [[ ! -x $WARDEN ]]; then
+    # scale.sh and check-cost.sh also need the noop test plugin, which a
+    # plain `cargo build --release` does not build.
+    if [[ ! -x $WARDEN || ! -f $(dirname "$WARDEN")/libwarden_test_noop.so ]]; then
         log "building warden (release)"
         (cd "$BENCH_ROOT" && cargo build --release -p warden -p warden-plugin-system \
             -p warden-plugin-postgres -p warden-plugin-redis -p warden-plugin-jwks \
