@@ -142,3 +142,65 @@ fn the_reference_config_watches_real_servers() {
     assert!(readyz.body.contains("cache: failing"), "{}", readyz.body);
     eprintln!("detection after stopping redis: {detected:?} (interval 500ms, timeout 400ms)");
 }
+
+/// Messages of the runs recorded for `check` since it last passed.
+fn failures_since_ok(daemon: &Daemon, check: &str) -> Vec<(String, String)> {
+    let body = daemon.get(&format!("/checks/{check}")).json();
+    let history = body["history"].as_array().expect("history");
+    let last_ok = history.iter().rposition(|h| h["outcome"] == "ok");
+    history[last_ok.map_or(0, |i| i + 1)..]
+        .iter()
+        .map(|h| {
+            let text = |k: &str| h[k].as_str().unwrap_or_default().to_owned();
+            (text("outcome"), text("message"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_frozen_redis_is_reported_by_the_plugin_naming_its_step() {
+    crate::harness::build_plugins();
+    let dir = TempDir::new("frozen");
+    let redis = RedisServer::start().expect("redis-server starts");
+    // The timeout equals the interval: the tightest case, where a plugin
+    // that ran to the daemon's own deadline would still be busy at the next
+    // tick.
+    let text = format!(
+        r#"
+[server]
+listen = "{{addr}}"
+[plugins]
+dir = "{plugins}"
+beside_executable = false
+[[check]]
+name = "cache"
+plugin = "redis"
+interval = "1s"
+timeout = "1s"
+[check.config]
+url = "redis://127.0.0.1:{port}/0"
+"#,
+        plugins = target_dir().display(),
+        port = redis.port(),
+    );
+    let mut daemon = Daemon::with_config(&dir, &text);
+    daemon.wait_until("a passing run", WAIT, |d| {
+        d.try_get("/readyz").is_some_and(|r| r.status == 200)
+    });
+    redis.pause().expect("SIGSTOP");
+    daemon.wait_until("three failing runs", WAIT, |d| {
+        failures_since_ok(d, "cache").len() >= 3
+    });
+    let failures = failures_since_ok(&daemon, "cache");
+    redis.resume().expect("SIGCONT");
+    // The plugin's deadline comes before the daemon's, so every run is the
+    // plugin's own report of where it waited, never the daemon's bare "no
+    // result" or a refusal to call a plugin still busy.
+    for (outcome, message) in &failures {
+        assert_eq!(outcome, "critical", "{failures:?}");
+        assert!(
+            message.starts_with("timeout:") && message.contains("during PING"),
+            "{failures:?}"
+        );
+    }
+}

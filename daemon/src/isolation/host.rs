@@ -159,7 +159,8 @@ impl Process {
             }
         }
         let child = state.child.as_mut().expect("started above");
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let plugin_deadline = started + crate::scheduler::plugin_budget(timeout);
+        let remaining = plugin_deadline.saturating_duration_since(Instant::now());
         let request = Request::Check {
             timeout_ms: (remaining.as_millis() as u64).max(1),
         };

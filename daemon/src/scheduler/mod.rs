@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument;
 
+pub(crate) use runner::plugin_budget;
 pub use runner::{InProcess, Runner};
 pub use trigger::{TriggerError, Triggers};
 

@@ -16,6 +16,13 @@ use warden_plugin_api::Reason;
 use crate::plugin::{CallError, Instance};
 use crate::status::{Outcome, RunRecord};
 
+/// The time a plugin is given: a little less than the run's deadline, so a
+/// plugin that honours it reports its own timeout, naming the step it was
+/// in, before the daemon gives up on the call with a bare "no result".
+pub(crate) fn plugin_budget(timeout: Duration) -> Duration {
+    timeout.saturating_sub((timeout / 20).min(Duration::from_millis(100)))
+}
+
 /// How a check gets run.
 #[derive(Debug)]
 pub enum Runner {
@@ -98,10 +105,12 @@ impl InProcess {
         }
         let guard = BusyGuard(Arc::clone(&self.busy));
         let instance = Arc::clone(&self.instance);
+        // Counted from now, not from when the blocking pool gets to it.
+        let plugin_deadline = started + plugin_budget(timeout);
         let call = tokio::task::spawn_blocking(move || {
             let _guard = guard;
             let mut instance = instance.lock().unwrap_or_else(|e| e.into_inner());
-            instance.check(timeout)
+            instance.check(plugin_deadline.saturating_duration_since(Instant::now()))
         });
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(Ok(result))) => RunRecord::from_result(result, started_at, started.elapsed()),
@@ -122,5 +131,19 @@ impl InProcess {
                 format!("no result within {}", humantime::format_duration(timeout)),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugins_get_a_twentieth_less_time_at_most_100_ms() {
+        let ms = Duration::from_millis;
+        assert_eq!(plugin_budget(ms(1000)), ms(950));
+        assert_eq!(plugin_budget(ms(5000)), ms(4900));
+        assert_eq!(plugin_budget(ms(100)), ms(95));
+        assert_eq!(plugin_budget(Duration::ZERO), Duration::ZERO);
     }
 }
