@@ -3,8 +3,10 @@
 //! the names and labels the exposition uses, so a rule reads exactly what
 //! Prometheus would scrape.
 
-use prometheus::proto::{Metric, MetricFamily, MetricType};
+use prometheus::proto::MetricFamily;
 use warden_promql::{AppendError, Labels, METRIC_NAME, SeriesStore};
+
+use crate::telemetry::for_each_sample;
 
 /// What one feed did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -31,80 +33,15 @@ pub(crate) fn append_families(
     };
     for family in families {
         let name = family.name();
-        for metric in family.get_metric() {
-            match family.get_field_type() {
-                MetricType::COUNTER => {
-                    push(
-                        labels(name, "", metric, None),
-                        metric.get_counter().get_value(),
-                    );
-                }
-                MetricType::GAUGE => {
-                    push(
-                        labels(name, "", metric, None),
-                        metric.get_gauge().get_value(),
-                    );
-                }
-                MetricType::HISTOGRAM => {
-                    let histogram = metric.get_histogram();
-                    let mut inf_seen = false;
-                    for bucket in histogram.get_bucket() {
-                        let bound = bucket.upper_bound();
-                        inf_seen |= bound == f64::INFINITY;
-                        let le = le_text(bound);
-                        push(
-                            labels(name, "_bucket", metric, Some(("le", &le))),
-                            bucket.cumulative_count() as f64,
-                        );
-                    }
-                    let count = histogram.get_sample_count() as f64;
-                    if !inf_seen {
-                        push(labels(name, "_bucket", metric, Some(("le", "+Inf"))), count);
-                    }
-                    push(
-                        labels(name, "_sum", metric, None),
-                        histogram.get_sample_sum(),
-                    );
-                    push(labels(name, "_count", metric, None), count);
-                }
-                MetricType::SUMMARY => {
-                    let summary = metric.get_summary();
-                    for quantile in summary.get_quantile() {
-                        let q = quantile.quantile().to_string();
-                        push(
-                            labels(name, "", metric, Some(("quantile", &q))),
-                            quantile.value(),
-                        );
-                    }
-                    push(labels(name, "_sum", metric, None), summary.sample_sum());
-                    push(
-                        labels(name, "_count", metric, None),
-                        summary.sample_count() as f64,
-                    );
-                }
-                // The registry holds no untyped metrics.
-                MetricType::UNTYPED => {}
-            }
-        }
+        for_each_sample(family, |suffix, pairs, extra, value| {
+            let full_name = format!("{name}{suffix}");
+            let pairs = std::iter::once((METRIC_NAME, full_name.as_str()))
+                .chain(pairs.iter().copied())
+                .chain(extra);
+            push(Labels::new(pairs), value);
+        });
     }
     stats
-}
-
-/// The `le` label as the text exposition writes it.
-fn le_text(bound: f64) -> String {
-    if bound == f64::INFINITY {
-        "+Inf".to_owned()
-    } else {
-        bound.to_string()
-    }
-}
-
-fn labels(name: &str, suffix: &str, metric: &Metric, extra: Option<(&str, &str)>) -> Labels {
-    let full_name = format!("{name}{suffix}");
-    let pairs = std::iter::once((METRIC_NAME, full_name.as_str()))
-        .chain(metric.get_label().iter().map(|p| (p.name(), p.value())))
-        .chain(extra);
-    Labels::new(pairs)
 }
 
 #[cfg(test)]

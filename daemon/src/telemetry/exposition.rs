@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::time::UNIX_EPOCH;
 
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
@@ -24,6 +25,9 @@ fn base(v: &CheckView) -> [(&'static str, &str); 2] {
     ]
 }
 
+/// One per-check gauge: its value for a check, `None` for no sample.
+type PerCheck = fn(&CheckView) -> Option<f64>;
+
 /// Receives families and their samples in exposition order.
 pub(super) trait Sink {
     /// Starts a family; every following sample belongs to it.
@@ -37,70 +41,64 @@ pub(super) trait Sink {
 /// metrics grouped into one family per name. Families without samples are
 /// left out.
 pub(super) fn describe_board(views: &[CheckView], sink: &mut impl Sink) {
-    let with_result = || views.iter().filter_map(|v| v.last.as_ref().map(|l| (v, l)));
-    let fresh = || with_result().filter(|(v, _)| !v.stale);
-
-    if !views.is_empty() {
-        sink.family(
+    let per_check: [(&str, &str, PerCheck); 5] = [
+        (
             "warden_check_up",
             "1 when the check passes (rise/fall and staleness applied), else 0.",
-            MetricType::GAUGE,
-        );
-        for v in views {
-            let passing = matches!(v.health, Health::Healthy | Health::Warning);
-            sink.sample(&base(v), if passing { 1.0 } else { 0.0 });
-        }
-    }
-    if with_result().next().is_some() {
-        sink.family(
+            |v| {
+                Some(f64::from(u8::from(matches!(
+                    v.health,
+                    Health::Healthy | Health::Warning
+                ))))
+            },
+        ),
+        (
             "warden_check_status",
-            "Latest status as a Nagios code: 0 ok, 1 warning, 2 critical, 3 unknown (stale results are 3).",
-            MetricType::GAUGE,
-        );
-        for (v, last) in with_result() {
-            let code = if v.stale {
-                3
-            } else {
-                last.outcome.status().exit_code()
-            };
-            sink.sample(&base(v), f64::from(code));
-        }
-    }
-    if !views.is_empty() {
-        sink.family(
+            "Latest status as a Nagios code: 0 ok, 1 warning, 2 critical, 3 unknown \
+             (stale results are 3).",
+            |v| {
+                let last = v.last.as_ref()?;
+                let code = if v.stale {
+                    3
+                } else {
+                    last.outcome.status().exit_code()
+                };
+                Some(f64::from(code))
+            },
+        ),
+        (
             "warden_check_stale",
             "1 when the latest result is older than stale_after intervals.",
-            MetricType::GAUGE,
-        );
-        for v in views {
-            sink.sample(&base(v), if v.stale { 1.0 } else { 0.0 });
-        }
-    }
-    if with_result().next().is_some() {
-        sink.family(
+            |v| Some(f64::from(u8::from(v.stale))),
+        ),
+        (
             "warden_check_last_run_timestamp_seconds",
             "Unix time of the start of the latest run.",
-            MetricType::GAUGE,
-        );
-        for (v, last) in with_result() {
-            let started = last
-                .started_at
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            sink.sample(&base(v), started.as_secs_f64());
-        }
-    }
-    if fresh().next().is_some() {
-        sink.family(
+            |v| {
+                let started = v.last.as_ref()?.started_at.duration_since(UNIX_EPOCH);
+                Some(started.unwrap_or_default().as_secs_f64())
+            },
+        ),
+        (
             "warden_check_metrics_dropped",
             "Plugin metrics of the latest result dropped for exceeding the per-check limit.",
-            MetricType::GAUGE,
-        );
-        for (v, last) in fresh() {
-            let over = last
-                .metrics_reported
-                .saturating_sub(MAX_PLUGIN_SERIES_PER_CHECK);
-            sink.sample(&base(v), over as f64);
+            |v| {
+                let last = v.last.as_ref().filter(|_| !v.stale)?;
+                Some(
+                    last.metrics_reported
+                        .saturating_sub(MAX_PLUGIN_SERIES_PER_CHECK) as f64,
+                )
+            },
+        ),
+    ];
+    for (name, help, value) in per_check {
+        let mut samples = views.iter().filter_map(|v| Some((v, value(v)?))).peekable();
+        if samples.peek().is_none() {
+            continue;
+        }
+        sink.family(name, help, MetricType::GAUGE);
+        for (v, value) in samples {
+            sink.sample(&base(v), value);
         }
     }
 
@@ -111,7 +109,11 @@ pub(super) fn describe_board(views: &[CheckView], sink: &mut impl Sink) {
         samples: Vec<(&'v CheckView, &'v warden_plugin_api::Metric)>,
     }
     let mut families: BTreeMap<String, Family<'_>> = BTreeMap::new();
-    for (v, last) in fresh() {
+    let fresh = views
+        .iter()
+        .filter(|v| !v.stale)
+        .filter_map(|v| v.last.as_ref().map(|l| (v, l)));
+    for (v, last) in fresh {
         let plugin = sanitize_name(&v.spec.plugin);
         for metric in last.metrics.iter().take(MAX_PLUGIN_SERIES_PER_CHECK) {
             let name = format!("warden_{plugin}_{}", sanitize_name(&metric.name));
@@ -242,64 +244,71 @@ impl Sink for FamilySink {
 /// Writes gathered registry families in the text format, as prometheus's
 /// `TextEncoder` does, without its per-fragment write calls.
 pub(super) fn write_families(out: &mut Vec<u8>, families: &[MetricFamily]) {
-    let mut labels: Vec<(&str, &str)> = Vec::new();
     for family in families {
         let name = family.name();
-        let kind = family.get_field_type();
-        write_header(out, name, family.help(), kind);
-        for metric in family.get_metric() {
-            labels.clear();
-            labels.extend(metric.get_label().iter().map(|p| (p.name(), p.value())));
-            match kind {
-                MetricType::COUNTER => {
-                    write_sample(
-                        out,
-                        name,
-                        "",
+        write_header(out, name, family.help(), family.get_field_type());
+        for_each_sample(family, |suffix, labels, extra, value| {
+            write_sample(out, name, suffix, labels, extra, value);
+        });
+    }
+}
+
+/// Calls `sample(suffix, labels, extra label, value)` for every line
+/// `family` has in the text format: histograms as `_bucket` lines (with
+/// `le`, `+Inf` always included), `_sum` and `_count`; summaries as their
+/// quantiles, `_sum` and `_count`. The registry holds no untyped metrics.
+pub(crate) fn for_each_sample(
+    family: &MetricFamily,
+    mut sample: impl FnMut(&str, &[(&str, &str)], Option<(&str, &str)>, f64),
+) {
+    let mut labels: Vec<(&str, &str)> = Vec::new();
+    let mut text = Vec::new();
+    for metric in family.get_metric() {
+        labels.clear();
+        labels.extend(metric.get_label().iter().map(|p| (p.name(), p.value())));
+        match family.get_field_type() {
+            MetricType::COUNTER => sample("", &labels, None, metric.get_counter().get_value()),
+            MetricType::GAUGE => sample("", &labels, None, metric.get_gauge().get_value()),
+            MetricType::UNTYPED => {}
+            MetricType::HISTOGRAM => {
+                let h = metric.get_histogram();
+                let count = h.get_sample_count() as f64;
+                let mut inf_seen = false;
+                for bucket in h.get_bucket() {
+                    let bound = bucket.upper_bound();
+                    inf_seen |= bound == f64::INFINITY;
+                    let le = value_text(&mut text, bound);
+                    sample(
+                        "_bucket",
                         &labels,
-                        None,
-                        metric.get_counter().get_value(),
+                        Some(("le", le)),
+                        bucket.cumulative_count() as f64,
                     );
                 }
-                MetricType::GAUGE => {
-                    write_sample(out, name, "", &labels, None, metric.get_gauge().get_value());
+                if !inf_seen {
+                    sample("_bucket", &labels, Some(("le", "+Inf")), count);
                 }
-                // The registry holds no untyped metrics.
-                MetricType::UNTYPED => {}
-                MetricType::HISTOGRAM => {
-                    let h = metric.get_histogram();
-                    let mut inf_seen = false;
-                    let mut le = String::new();
-                    for bucket in h.get_bucket() {
-                        let bound = bucket.upper_bound();
-                        inf_seen |= bound == f64::INFINITY;
-                        le.clear();
-                        write_value(&mut le, bound);
-                        let count = bucket.cumulative_count() as f64;
-                        write_sample(out, name, "_bucket", &labels, Some(("le", &le)), count);
-                    }
-                    let count = h.get_sample_count() as f64;
-                    if !inf_seen {
-                        write_sample(out, name, "_bucket", &labels, Some(("le", "+Inf")), count);
-                    }
-                    write_sample(out, name, "_sum", &labels, None, h.get_sample_sum());
-                    write_sample(out, name, "_count", &labels, None, count);
+                sample("_sum", &labels, None, h.get_sample_sum());
+                sample("_count", &labels, None, count);
+            }
+            MetricType::SUMMARY => {
+                let s = metric.get_summary();
+                for quantile in s.get_quantile() {
+                    let q = value_text(&mut text, quantile.quantile());
+                    sample("", &labels, Some(("quantile", q)), quantile.value());
                 }
-                MetricType::SUMMARY => {
-                    let s = metric.get_summary();
-                    let mut q = String::new();
-                    for quantile in s.get_quantile() {
-                        q.clear();
-                        write_value(&mut q, quantile.quantile());
-                        let pair = Some(("quantile", q.as_str()));
-                        write_sample(out, name, "", &labels, pair, quantile.value());
-                    }
-                    write_sample(out, name, "_sum", &labels, None, s.sample_sum());
-                    write_sample(out, name, "_count", &labels, None, s.sample_count() as f64);
-                }
+                sample("_sum", &labels, None, s.sample_sum());
+                sample("_count", &labels, None, s.sample_count() as f64);
             }
         }
     }
+}
+
+/// `value` as the format spells it, written into `buf`.
+fn value_text(buf: &mut Vec<u8>, value: f64) -> &str {
+    buf.clear();
+    write_value(buf, value);
+    std::str::from_utf8(buf).expect("numbers are ASCII")
 }
 
 fn write_header(out: &mut Vec<u8>, name: &str, help: &str, kind: MetricType) {
@@ -342,27 +351,24 @@ fn write_sample(
         out.push(b'}');
     }
     out.push(b' ');
-    let mut text = String::new();
-    write_value(&mut text, value);
-    out.extend_from_slice(text.as_bytes());
+    write_value(out, value);
     out.push(b'\n');
 }
 
 /// A sample value or bound as the format spells it.
-fn write_value(out: &mut String, value: f64) {
-    use std::fmt::Write as _;
+fn write_value(out: &mut Vec<u8>, value: f64) {
     if value == f64::INFINITY {
-        out.push_str("+Inf");
+        out.extend_from_slice(b"+Inf");
     } else if value == f64::NEG_INFINITY {
-        out.push_str("-Inf");
+        out.extend_from_slice(b"-Inf");
     } else if value.is_nan() {
-        out.push_str("NaN");
+        out.extend_from_slice(b"NaN");
     } else if value.fract() == 0.0 && value.abs() < 9.0e15 {
         // Counts and bucket totals: integer formatting is several times
         // cheaper than the shortest-float search and prints the same text.
-        write!(out, "{}", value as i64).expect("writing to a String");
+        write!(out, "{}", value as i64).expect("writing to a Vec");
     } else {
-        write!(out, "{value}").expect("writing to a String");
+        write!(out, "{value}").expect("writing to a Vec");
     }
 }
 
@@ -449,9 +455,11 @@ mod tests {
             -1.5e-7,
             f64::MAX,
         ] {
-            let mut text = String::new();
-            write_value(&mut text, value);
-            assert_eq!(text, value.to_string(), "{value:e}");
+            assert_eq!(
+                value_text(&mut Vec::new(), value),
+                value.to_string(),
+                "{value:e}"
+            );
         }
     }
 

@@ -204,9 +204,9 @@ impl Metrics {
 
     /// [`Metrics::encode`] with the board's views already taken.
     pub fn encode_views(&self, views: &[CheckView]) -> Vec<u8> {
-        // About 250 bytes of text per check covers the built-in series; a
-        // plugin's own metrics grow it from there.
-        let mut out = Vec::with_capacity(16 * 1024 + views.len() * 256);
+        // A check's built-in series (runs, duration histogram, gauges) take
+        // about 1.9 KB; a plugin's own metrics grow it from there.
+        let mut out = Vec::with_capacity(16 * 1024 + views.len() * 2048);
         write_families(&mut out, &self.registry.gather());
         describe_board(views, &mut TextSink::new(&mut out));
         out
