@@ -232,6 +232,11 @@ impl Daemon {
         panic!("warden did not exit within {limit:?}\n{}", self.log());
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` to the daemon.
     pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: plain kill(2) on our own child's pid.

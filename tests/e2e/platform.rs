@@ -205,6 +205,65 @@ fn a_stuck_call_times_out_at_its_deadline_and_blocks_only_its_own_check() {
     );
 }
 
+/// Voluntary context switches of every thread of `pid`: each is a thread
+/// going to sleep, so each later costs a wake-up.
+fn sleeps(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .map(|n| n.trim().parse::<u64>().expect("a count"))
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// In-process checks run on the run pool, where a run wakes only the thread
+/// that makes the call; a tokio timer with a hand-off to the blocking pool
+/// woke about four threads per run.
+#[test]
+fn an_in_process_run_puts_about_one_thread_to_sleep() {
+    let dir = TempDir::new("wakeups");
+    let plugins = plugin_dir(&dir, &["warden_test_noop"]);
+    let checks: String = (0..10)
+        .map(|i| check_block(&format!("tick{i}"), "noop", "100ms", "80ms", ""))
+        .collect();
+    let addr = format!("127.0.0.1:{}", crate::harness::free_port());
+    let path = dir.write(
+        "warden.toml",
+        config(&plugins, &checks).replace("{addr}", &addr),
+    );
+    // Quiet: a debug line per run would wake the log writer too.
+    let mut daemon = Daemon::start_with_env(Some(&path), &addr, &dir, &[("RUST_LOG", "warn")]);
+    let runs = |d: &Daemon| -> u64 {
+        let text = d.get("/metrics").body;
+        text.lines()
+            .filter(|l| l.starts_with("warden_check_runs_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    daemon.wait_until("every check runs", WAIT, |d| runs(d) >= 30);
+    let (runs_before, sleeps_before) = (runs(&daemon), sleeps(daemon.pid()));
+    // No requests meanwhile: they would wake threads too.
+    std::thread::sleep(Duration::from_secs(3));
+    let slept = sleeps(daemon.pid()) - sleeps_before;
+    let ran = runs(&daemon) - runs_before;
+    eprintln!("{slept} sleeps over {ran} runs");
+    assert!(
+        ran >= 100,
+        "only {ran} runs in 3 s of ten checks every 100ms"
+    );
+    // The heartbeat and the test's two requests add a few.
+    assert!(
+        slept * 2 < ran * 3,
+        "{slept} threads went to sleep over {ran} runs of a no-op check"
+    );
+    assert_eq!(check(&daemon, "tick0")["result"], "ok");
+}
+
 #[test]
 fn a_panicking_plugin_yields_an_error_with_the_message() {
     let dir = TempDir::new("panic");

@@ -1,10 +1,10 @@
 //! Running one check once, under its deadline.
 //!
 //! A plugin call blocks a thread for as long as the plugin takes, so it runs
-//! on tokio's blocking pool and the deadline is enforced around it: at the
-//! deadline the run is reported as `timeout`, while the stuck call keeps the
-//! instance busy until it returns, and no new call reaches that instance
-//! meanwhile.
+//! off the async workers (on the run pool's threads, or tokio's blocking
+//! pool) and the deadline is enforced around it: at the deadline the run is
+//! reported as `timeout`, while the stuck call keeps the instance busy until
+//! it returns, and no new call reaches that instance meanwhile.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,15 +39,7 @@ impl Runner {
     /// in the result (a driver error quoting its connection string) are
     /// redacted here, once, so every consumer sees the redacted text.
     pub async fn run(&self, timeout: Duration) -> RunRecord {
-        let mut record = self.run_raw(timeout).await;
-        let redactor = crate::redact::Redactor::global();
-        redactor.in_place(&mut record.message);
-        for metric in &mut record.metrics {
-            for value in metric.labels.values_mut() {
-                redactor.in_place(value);
-            }
-        }
-        record
+        redacted(self.run_raw(timeout).await)
     }
 
     async fn run_raw(&self, timeout: Duration) -> RunRecord {
@@ -67,8 +59,22 @@ impl Runner {
     }
 }
 
-/// A plugin instance called on the blocking pool.
-#[derive(Debug)]
+/// Hides every known secret in a record's message and metric labels.
+fn redacted(mut record: RunRecord) -> RunRecord {
+    let redactor = crate::redact::Redactor::global();
+    redactor.in_place(&mut record.message);
+    for metric in &mut record.metrics {
+        for value in metric.labels.values_mut() {
+            redactor.in_place(value);
+        }
+    }
+    record
+}
+
+/// A plugin instance in this process. The scheduler's run pool calls it on
+/// its own threads ([`InProcess::call`]); [`Runner::run`] hands the same call
+/// to tokio's blocking pool.
+#[derive(Debug, Clone)]
 pub struct InProcess {
     instance: Arc<Mutex<Instance>>,
     busy: Arc<AtomicBool>,
@@ -92,46 +98,70 @@ impl InProcess {
         }
     }
 
-    async fn run(&self, timeout: Duration, started_at: SystemTime, started: Instant) -> RunRecord {
+    /// Calls the plugin on this thread, blocking for as long as it takes.
+    /// The caller enforces `timeout` around the call; the plugin is told a
+    /// little less. While an earlier call is still inside the plugin (it
+    /// overran and was given up on), the plugin is not called again.
+    pub fn call(&self, timeout: Duration) -> RunRecord {
+        let started_at = SystemTime::now();
+        let started = std::time::Instant::now();
         let failed = |outcome, reason, message: String| {
             RunRecord::failed(outcome, reason, message, started_at, started.elapsed())
         };
         if self.busy.swap(true, Ordering::AcqRel) {
-            return failed(
+            return redacted(failed(
                 Outcome::Timeout,
                 Reason::Timeout,
                 "previous run has not returned yet; not calling the plugin again".to_owned(),
-            );
+            ));
         }
-        let guard = BusyGuard(Arc::clone(&self.busy));
-        let instance = Arc::clone(&self.instance);
-        // Counted from now, not from when the blocking pool gets to it.
-        let plugin_deadline = started + plugin_budget(timeout);
-        let call = tokio::task::spawn_blocking(move || {
-            let _guard = guard;
-            let mut instance = instance.lock().unwrap_or_else(|e| e.into_inner());
-            instance.check(plugin_deadline.saturating_duration_since(Instant::now()))
-        });
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(Ok(result))) => RunRecord::from_result(result, started_at, started.elapsed()),
-            Ok(Ok(Err(CallError::Plugin(message)))) => {
-                failed(Outcome::Error, Reason::Error, message)
-            }
-            Ok(Ok(Err(error @ CallError::BadResult(_)))) => {
+        let _guard = BusyGuard(Arc::clone(&self.busy));
+        let mut instance = self.instance.lock().unwrap_or_else(|e| e.into_inner());
+        let record = match instance.check(plugin_budget(timeout)) {
+            Ok(result) => RunRecord::from_result(result, started_at, started.elapsed()),
+            Err(CallError::Plugin(message)) => failed(Outcome::Error, Reason::Error, message),
+            Err(error @ CallError::BadResult(_)) => {
                 failed(Outcome::Error, Reason::Protocol, error.to_string())
             }
-            Ok(Err(join_error)) => failed(
-                Outcome::Error,
-                Reason::Crashed,
-                format!("plugin call failed: {join_error}"),
-            ),
-            Err(_) => failed(
-                Outcome::Timeout,
-                Reason::Timeout,
-                format!("no result within {}", humantime::format_duration(timeout)),
-            ),
+        };
+        redacted(record)
+    }
+
+    async fn run(&self, timeout: Duration, started_at: SystemTime, started: Instant) -> RunRecord {
+        let this = self.clone();
+        let call = tokio::task::spawn_blocking(move || this.call(timeout));
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(record)) => record,
+            Ok(Err(join_error)) => crashed(&join_error, started_at, started.elapsed()),
+            Err(_) => timed_out(timeout, started_at, started.elapsed()),
         }
     }
+}
+
+/// The record of a call given up on at its deadline.
+pub(crate) fn timed_out(timeout: Duration, started_at: SystemTime, took: Duration) -> RunRecord {
+    RunRecord::failed(
+        Outcome::Timeout,
+        Reason::Timeout,
+        format!("no result within {}", humantime::format_duration(timeout)),
+        started_at,
+        took,
+    )
+}
+
+/// The record of a call that panicked in the daemon's own code.
+pub(crate) fn crashed(
+    panic: &dyn std::fmt::Display,
+    started_at: SystemTime,
+    took: Duration,
+) -> RunRecord {
+    RunRecord::failed(
+        Outcome::Error,
+        Reason::Crashed,
+        format!("plugin call failed: {panic}"),
+        started_at,
+        took,
+    )
 }
 
 #[cfg(test)]
