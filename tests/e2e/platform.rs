@@ -205,6 +205,100 @@ fn a_stuck_call_times_out_at_its_deadline_and_blocks_only_its_own_check() {
     );
 }
 
+/// A call that overruns into the next tick is followed by that tick at
+/// once, as before (tokio's `MissedTickBehavior::Skip`), not a whole
+/// interval later: the check keeps one record per interval.
+#[test]
+fn a_tick_missed_during_an_overrun_runs_at_once() {
+    let dir = TempDir::new("missed-tick");
+    let plugins = plugin_dir(&dir, &["warden_test_scripted"]);
+    // Each call outlives the deadline, which equals the interval, and
+    // returns 200ms after it: the missed tick finds the call still inside.
+    let slow = dir.write("slow.script", r#"{"status": "ok", "sleep_ms": 500}"#);
+    let checks = check_block(
+        "overrun",
+        "scripted",
+        "300ms",
+        "300ms",
+        &format!("file = \"{}\"", slow.display()),
+    );
+    let mut daemon = Daemon::with_config(&dir, &config(&plugins, &checks));
+    daemon.wait_until("eight records", WAIT, |d| {
+        check(d, "overrun")["history"].as_array().unwrap().len() >= 8
+    });
+    let history = check(&daemon, "overrun")["history"].clone();
+    let messages: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.contains("no result within") || m.contains("previous run has not returned")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("previous run has not returned")),
+        "no run was made at the missed tick: {messages:?}"
+    );
+}
+
+/// Threads stuck in plugins are not free threads: after the checks they
+/// belong to are removed and the spare threads have left, a check added
+/// later still gets a thread.
+#[test]
+fn threads_stuck_in_plugins_do_not_starve_a_check_added_later() {
+    let dir = TempDir::new("stuck-reload");
+    let plugins = plugin_dir(&dir, &["warden_test_scripted"]);
+    let stuck = dir.write("stuck.script", r#"{"status": "ok", "sleep_ms": 120000}"#);
+    let ok = dir.write("ok.script", "ok");
+    let addr = format!("127.0.0.1:{}", crate::harness::free_port());
+    let write = |checks: &str| {
+        dir.write(
+            "warden.toml",
+            config(&plugins, checks).replace("{addr}", &addr),
+        )
+    };
+    let stuck_check = |name: &str| {
+        check_block(
+            name,
+            "scripted",
+            "200ms",
+            "100ms",
+            &format!("file = \"{}\"", stuck.display()),
+        )
+    };
+    let path = write(&(stuck_check("stuck1") + &stuck_check("stuck2")));
+    let mut daemon = Daemon::start(Some(&path), &addr, &dir);
+    daemon.wait_until("both calls timed out", WAIT, |d| {
+        check(d, "stuck1")["result"] == "timeout" && check(d, "stuck2")["result"] == "timeout"
+    });
+
+    write("");
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_until("the stuck checks removed", WAIT, |d| {
+        d.get("/checks/stuck1").status == 404
+    });
+    // Longer than an idle thread is kept (10 s): the spare threads leave.
+    std::thread::sleep(Duration::from_secs(12));
+
+    write(&check_block(
+        "fresh",
+        "scripted",
+        "200ms",
+        "100ms",
+        &format!("file = \"{}\"", ok.display()),
+    ));
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_until("the new check runs", WAIT, |d| {
+        d.get("/checks/fresh").status == 200 && check(d, "fresh")["result"] == "ok"
+    });
+}
+
 /// Voluntary context switches of every thread of `pid`: each is a thread
 /// going to sleep, so each later costs a wake-up.
 fn sleeps(pid: u32) -> u64 {

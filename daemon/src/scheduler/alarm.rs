@@ -145,7 +145,8 @@ impl Alarm {
         let after = after.max(Duration::from_nanos(1));
         self.set(libc::timespec {
             tv_sec: after.as_secs().try_into().unwrap_or(libc::time_t::MAX),
-            tv_nsec: after.subsec_nanos().into(),
+            // Below one billion: fits a c_long of any width.
+            tv_nsec: after.subsec_nanos() as libc::c_long,
         });
     }
 
@@ -168,7 +169,10 @@ impl Alarm {
         };
         // SAFETY: the timerfd is open and `spec` is a valid itimerspec; with a
         // valid fd and in-range values timerfd_settime cannot fail.
-        unsafe { libc::timerfd_settime(self.timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        let ret = unsafe {
+            libc::timerfd_settime(self.timer.as_raw_fd(), 0, &spec, std::ptr::null_mut())
+        };
+        debug_assert_eq!(ret, 0, "timerfd_settime: {}", io::Error::last_os_error());
     }
 }
 

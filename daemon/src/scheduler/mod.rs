@@ -3,15 +3,17 @@
 //! - In-process checks run on the run pool's threads ([`pool`]), one
 //!   wake-up per run; checks in a child process, and checks that cannot run,
 //!   have a tokio task each.
-//! - Intervals and deadlines run on tokio's monotonic clock, so a wall-clock
-//!   jump neither stalls nor bursts checks.
+//! - Intervals and deadlines run on the monotonic clock (`Instant`), so a
+//!   wall-clock jump neither stalls nor bursts checks.
 //! - Each check starts after a random offset, spreading the load of many
 //!   checks that share an interval.
-//! - A run that overruns its interval is not followed by a backlog of missed
-//!   runs: missed ticks are skipped, keeping the phase.
+//! - A run that overruns its interval is not followed by a backlog: the
+//!   first missed tick runs at once, later ones are skipped, keeping the
+//!   phase.
 //! - A heartbeat task proves the runtime is making progress, for `/livez`.
-//! - An admin may ask for a run now ([`Triggers`]); the check's own task
-//!   runs it between scheduled runs, so two runs of one check never overlap.
+//! - An admin may ask for a run now ([`Triggers`]); it is made between
+//!   scheduled runs by whoever makes those (the pool, or the check's task),
+//!   so two runs of one check never overlap.
 
 mod alarm;
 mod pool;

@@ -26,11 +26,12 @@ use super::runner::{InProcess, crashed, timed_out};
 use crate::status::{Board, CheckSpec, RunRecord};
 use crate::telemetry::Metrics;
 
-/// Threads kept even when idle: one to make a call, one to wait meanwhile.
-const MIN_THREADS: usize = 2;
+/// Threads out of a call kept even when idle: one to make a call, one to
+/// wait meanwhile. Threads stuck in a plugin do not count.
+const MIN_FREE: usize = 2;
 /// At most this many threads, as in tokio's blocking pool.
 const MAX_THREADS: usize = 512;
-/// A thread beyond [`MIN_THREADS`] with nothing to wait for leaves after this.
+/// A thread beyond [`MIN_FREE`] with nothing to wait for leaves after this.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// Threads wake on whole milliseconds of the pool's clock, so runs due within
 /// one millisecond share a wake-up, as with tokio's timer wheel.
@@ -75,6 +76,8 @@ struct State {
     next_slot: u64,
     next_thread: u64,
     stopping: bool,
+    /// [`MAX_THREADS`] was reached and said so; cleared when a thread leaves.
+    capped: bool,
 }
 
 /// What a check's runs need, shared with the thread running one.
@@ -154,7 +157,7 @@ impl Pool {
                 removed: false,
             },
         );
-        while state.threads.len() < MIN_THREADS && self.shared.spawn_thread(&mut state) {}
+        while state.free_threads() < MIN_FREE && self.shared.spawn_thread(&mut state) {}
         self.shared.release(&mut state, id, Instant::now());
         id
     }
@@ -248,6 +251,30 @@ impl State {
             .expect("a pool thread keeps its entry")
     }
 
+    /// Threads not in a call: waiting, or about to pick a run.
+    fn free_threads(&self) -> usize {
+        self.threads.values().filter(|t| t.call.is_none()).count()
+    }
+
+    /// A free thread waiting for nothing in particular.
+    fn idle_thread(&self) -> Option<u64> {
+        self.threads
+            .iter()
+            .find(|(_, t)| t.call.is_none() && t.claim.is_none())
+            .map(|(id, _)| *id)
+    }
+
+    fn claim(&mut self, thread: u64, key: Key) {
+        self.thread(thread).claim = Some(key);
+        self.claims.insert(key, thread);
+    }
+
+    fn release_claim(&mut self, thread: u64) {
+        if let Some(key) = self.threads.get_mut(&thread).and_then(|t| t.claim.take()) {
+            self.claims.remove(&key);
+        }
+    }
+
     /// Calls not given up on, which a stop waits for.
     fn calls_in_progress(&self) -> usize {
         self.threads
@@ -266,38 +293,61 @@ impl Shared {
     fn wake_at(&self, due: Instant) -> Instant {
         let since = due.saturating_duration_since(self.epoch);
         let grains = since.as_nanos().div_ceil(GRAIN.as_nanos());
-        self.epoch + GRAIN * u32::try_from(grains).unwrap_or(u32::MAX)
+        u64::try_from(grains * GRAIN.as_nanos())
+            .ok()
+            .and_then(|nanos| self.epoch.checked_add(Duration::from_nanos(nanos)))
+            .unwrap_or(due)
     }
 
     /// Puts a check that is out back in the queue and makes sure a thread
     /// waits for it.
-    fn release(&self, state: &mut State, id: SlotId, now: Instant) {
+    fn release(self: &Arc<Self>, state: &mut State, id: SlotId, now: Instant) {
         if let Some(key) = requeue(state, id, now) {
             self.assign(state, key);
         }
     }
 
-    /// Makes sure a free thread waits for a newly queued run: one with
-    /// nothing to wait for, or else the one waiting for the latest run, if
-    /// this one comes earlier. A thread that just finished a call picks
-    /// again by itself, so waking it here costs nothing extra.
-    fn assign(&self, state: &State, key: Key) {
-        if let Some(thread) = state
-            .threads
-            .values()
-            .find(|t| t.call.is_none() && t.claim.is_none())
-        {
-            thread.wake.notify_one();
-        } else if let Some((latest, thread)) = state.claims.last_key_value()
-            && key < *latest
-        {
-            state.threads[thread].wake.notify_one();
+    /// Makes sure a free thread waits for a queued run that none waits for:
+    /// an idle one, or else the one waiting for the latest run, if this one
+    /// comes earlier; with no free thread at all, a new one. The claim is
+    /// written here, before the thread wakes, so a second run queued
+    /// meanwhile goes to another thread. A run later than every claimed one
+    /// waits: whoever takes a claimed run hands on the next one
+    /// ([`Shared::run`]).
+    fn assign(self: &Arc<Self>, state: &mut State, key: Key) {
+        if state.claims.contains_key(&key) {
+            return;
         }
+        let thread = if let Some(idle) = state.idle_thread() {
+            idle
+        } else if let Some((&latest, &thread)) = state.claims.last_key_value()
+            && key < latest
+        {
+            state.release_claim(thread);
+            thread
+        } else {
+            if state.free_threads() == 0 {
+                self.spawn_thread(state);
+            }
+            return;
+        };
+        state.claim(thread, key);
+        state.threads[&thread].wake.notify_one();
     }
 
     /// Starts a thread; false if none can be started.
     fn spawn_thread(self: &Arc<Self>, state: &mut State) -> bool {
-        if state.threads.len() >= MAX_THREADS || state.stopping {
+        if state.stopping {
+            return false;
+        }
+        if state.threads.len() >= MAX_THREADS {
+            if !state.capped {
+                state.capped = true;
+                tracing::error!(
+                    threads = MAX_THREADS,
+                    "every check thread is inside a plugin call; runs wait until one returns"
+                );
+            }
             return false;
         }
         let id = state.next_thread;
@@ -332,29 +382,35 @@ impl Shared {
 
     /// Keeps a thread free for other checks while this call runs.
     fn keep_one_free(self: &Arc<Self>, state: &mut State) {
-        if !state.threads.values().any(|t| t.call.is_none()) {
+        if state.free_threads() == 0 {
             self.spawn_thread(state);
         }
     }
 
     /// A pool thread: wait for the earliest unclaimed run, make it, repeat.
+    /// Threads beyond [`MIN_FREE`] free ones leave: after a call when three
+    /// more are free (so a pool that grew during a burst shrinks without
+    /// churning), or after [`KEEP_ALIVE`] with nothing to wait for.
     fn work(self: Arc<Self>, id: u64, alarm: &Alarm, wake: &Condvar) {
         let mut state = self.lock();
         while !state.stopping {
+            // Whatever this thread waited for, it picks afresh.
+            state.release_claim(id);
             let now = Instant::now();
             match state.next_unclaimed() {
-                Some(key) if key.0 <= now => state = self.run(state, id, alarm, key),
+                Some(key) if key.0 <= now => {
+                    state = self.run(state, id, alarm, key);
+                    if state.free_threads() > MIN_FREE + 1 {
+                        break;
+                    }
+                }
                 Some(key) => {
-                    state.thread(id).claim = Some(key);
-                    state.claims.insert(key, id);
+                    state.claim(id, key);
                     let wait = self.wake_at(key.0).saturating_duration_since(now);
                     state = wake
                         .wait_timeout(state, wait)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
-                    if let Some(key) = state.thread(id).claim.take() {
-                        state.claims.remove(&key);
-                    }
                 }
                 None => {
                     let (guard, waited) = wake
@@ -362,15 +418,21 @@ impl Shared {
                         .unwrap_or_else(PoisonError::into_inner);
                     state = guard;
                     if waited.timed_out()
-                        && state.threads.len() > MIN_THREADS
-                        && state.next_unclaimed().is_none()
+                        && state.thread(id).claim.is_none()
+                        && state.free_threads() > MIN_FREE
                     {
                         break;
                     }
                 }
             }
         }
+        state.release_claim(id);
         state.threads.remove(&id);
+        state.capped = false;
+        // What this thread would have picked next goes to another.
+        if let Some(key) = state.next_unclaimed() {
+            self.assign(&mut state, key);
+        }
     }
 
     /// Makes the queued run `key` on this thread.
@@ -382,6 +444,7 @@ impl Shared {
         key: Key,
     ) -> MutexGuard<'a, State> {
         let (due, slot_id) = key;
+        // Not claimed: this thread gave up its claim before picking it.
         state.unqueue(key);
         let now = Instant::now();
         let Some(slot) = state.slots.get_mut(&slot_id) else {
@@ -391,23 +454,33 @@ impl Shared {
         if reply.is_none() {
             self.metrics
                 .observe_start_delay(now.saturating_duration_since(due));
-            slot.next_tick = due + slot.check.spec.interval.max(GRAIN);
+            // A tick missed while a call overran is made late, once (this
+            // run); the ones after it keep the phase.
+            let interval = slot.check.spec.interval.max(GRAIN);
+            slot.next_tick = skip_missed(due + interval, interval, now);
         }
         let check = Arc::clone(&slot.check);
         let timeout = check.spec.timeout;
+        let started_at = SystemTime::now();
         state.thread(id).call = Some(Call {
             slot: slot_id,
             timeout,
-            started_at: SystemTime::now(),
+            started_at,
             started: now,
             reply,
             abandoned: false,
         });
         self.keep_one_free(&mut state);
+        // The run after this one needs a thread waiting for it.
+        if let Some(next) = state.next_unclaimed() {
+            self.assign(&mut state, next);
+        }
         drop(state);
 
-        alarm.arm(timeout);
-        let result = catch_unwind(AssertUnwindSafe(|| check.runner.call(timeout)));
+        alarm.arm(timeout.saturating_sub(now.elapsed()));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            check.runner.call(timeout, started_at, now)
+        }));
         alarm.disarm();
 
         let mut state = self.lock();
@@ -512,8 +585,8 @@ fn requeue(state: &mut State, id: SlotId, now: Instant) -> Option<Key> {
         state.slots.remove(&id);
         return None;
     }
-    let interval = slot.check.spec.interval.max(GRAIN);
-    slot.next_tick = skip_missed(slot.next_tick, interval, now);
+    // A next tick already past (the call overran it) is queued as it is, so
+    // it runs at once and its lateness is observed.
     let at = if slot.requests.is_empty() {
         slot.next_tick
     } else {
@@ -524,8 +597,9 @@ fn requeue(state: &mut State, id: SlotId, now: Instant) -> Option<Key> {
     Some((at, id))
 }
 
-/// The first tick of the phase of `tick` and `interval` that is still ahead
-/// of `now`: ticks missed during an overrun are skipped, not made up for.
+/// `tick` if it is still ahead of `now`, else the first tick of its phase
+/// that is: further ticks missed during an overrun are skipped, not made up
+/// for, as with tokio's `MissedTickBehavior::Skip`.
 fn skip_missed(tick: Instant, interval: Duration, now: Instant) -> Instant {
     if tick > now {
         return tick;

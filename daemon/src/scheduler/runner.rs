@@ -99,12 +99,17 @@ impl InProcess {
     }
 
     /// Calls the plugin on this thread, blocking for as long as it takes.
-    /// The caller enforces `timeout` around the call; the plugin is told a
-    /// little less. While an earlier call is still inside the plugin (it
-    /// overran and was given up on), the plugin is not called again.
-    pub fn call(&self, timeout: Duration) -> RunRecord {
-        let started_at = SystemTime::now();
-        let started = std::time::Instant::now();
+    /// The caller enforces `timeout` around the call, counted from `started`
+    /// (when the run began, which may be before this thread got to it); the
+    /// plugin is told a little less. While an earlier call is still inside
+    /// the plugin (it overran and was given up on), the plugin is not called
+    /// again.
+    pub fn call(
+        &self,
+        timeout: Duration,
+        started_at: SystemTime,
+        started: std::time::Instant,
+    ) -> RunRecord {
         let failed = |outcome, reason, message: String| {
             RunRecord::failed(outcome, reason, message, started_at, started.elapsed())
         };
@@ -117,7 +122,8 @@ impl InProcess {
         }
         let _guard = BusyGuard(Arc::clone(&self.busy));
         let mut instance = self.instance.lock().unwrap_or_else(|e| e.into_inner());
-        let record = match instance.check(plugin_budget(timeout)) {
+        let budget = plugin_budget(timeout).saturating_sub(started.elapsed());
+        let record = match instance.check(budget) {
             Ok(result) => RunRecord::from_result(result, started_at, started.elapsed()),
             Err(CallError::Plugin(message)) => failed(Outcome::Error, Reason::Error, message),
             Err(error @ CallError::BadResult(_)) => {
@@ -129,7 +135,8 @@ impl InProcess {
 
     async fn run(&self, timeout: Duration, started_at: SystemTime, started: Instant) -> RunRecord {
         let this = self.clone();
-        let call = tokio::task::spawn_blocking(move || this.call(timeout));
+        let since = started.into_std();
+        let call = tokio::task::spawn_blocking(move || this.call(timeout, started_at, since));
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(record)) => record,
             Ok(Err(join_error)) => crashed(&join_error, started_at, started.elapsed()),
@@ -149,19 +156,20 @@ pub(crate) fn timed_out(timeout: Duration, started_at: SystemTime, took: Duratio
     )
 }
 
-/// The record of a call that panicked in the daemon's own code.
+/// The record of a call that panicked in the daemon's own code; the panic
+/// text may quote a secret, so it is redacted like any result.
 pub(crate) fn crashed(
     panic: &dyn std::fmt::Display,
     started_at: SystemTime,
     took: Duration,
 ) -> RunRecord {
-    RunRecord::failed(
+    redacted(RunRecord::failed(
         Outcome::Error,
         Reason::Crashed,
         format!("plugin call failed: {panic}"),
         started_at,
         took,
-    )
+    ))
 }
 
 #[cfg(test)]
