@@ -112,7 +112,7 @@ impl Metrics {
             Box::new(build),
             Box::new(reloads.clone()),
             Box::new(super::dropped::DroppedLinesCollector::new()),
-            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+            Box::new(super::process::ProcessCollector::new(board.started_wall())),
         ] {
             registry
                 .register(collector)

@@ -5,6 +5,7 @@ mod exposition;
 mod json;
 mod logging;
 mod metrics;
+mod process;
 mod rolling;
 
 pub use dropped::dropped_lines as log_lines_dropped;
