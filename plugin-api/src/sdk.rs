@@ -3,9 +3,11 @@
 //! and catch panics so none crosses the boundary.
 
 use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::mem::{offset_of, size_of};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use crate::ffi::{
@@ -136,6 +138,43 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+thread_local! {
+    /// Set while a shim runs the plugin's code on this thread.
+    static IN_CALL: Cell<bool> = const { Cell::new(false) };
+    /// Where the last panic inside a call on this thread happened.
+    static PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs the plugin's code, turning a panic into an error text that names
+/// the panic's location. Inside a call the panic is not printed: std's
+/// default hook would write it (and a backtrace) straight to stderr, past
+/// the host's log and its redaction of secrets; the host logs the error
+/// instead. Panics on the plugin's own threads still reach the earlier hook.
+/// The hook is this library's own: a cdylib carries its own std.
+fn guarded<T>(call: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let earlier = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_CALL.get() {
+                PANIC_AT.set(info.location().map(ToString::to_string));
+            } else {
+                earlier(info);
+            }
+        }));
+    });
+    IN_CALL.set(true);
+    let outcome = catch_unwind(AssertUnwindSafe(call));
+    IN_CALL.set(false);
+    outcome.map_err(|payload| {
+        let message = panic_message(payload.as_ref());
+        match PANIC_AT.take() {
+            Some(at) => format!("panicked: {message} (at {at})"),
+            None => format!("panicked: {message}"),
+        }
+    })
+}
+
 fn into_buf(bytes: Vec<u8>) -> WardenBuf {
     let boxed = bytes.into_boxed_slice();
     let len = boxed.len();
@@ -168,7 +207,7 @@ pub unsafe extern "C" fn create<P: Plugin>(
     out_instance: *mut *mut c_void,
     out_error: *mut WardenBuf,
 ) -> i32 {
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
+    let outcome = guarded(|| {
         let bytes: &[u8] = if config.is_null() {
             b"{}"
         } else {
@@ -178,7 +217,7 @@ pub unsafe extern "C" fn create<P: Plugin>(
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| format!("config is not JSON: {e}"))?;
         P::create(value, Host { raw: host })
-    }));
+    });
     let message = match outcome {
         Ok(Ok(instance)) if !out_instance.is_null() => {
             let raw = Box::into_raw(Box::new(instance)).cast::<c_void>();
@@ -188,7 +227,7 @@ pub unsafe extern "C" fn create<P: Plugin>(
         }
         Ok(Ok(_)) => "host passed no instance slot".to_owned(),
         Ok(Err(message)) => message,
-        Err(payload) => format!("panicked: {}", panic_message(payload.as_ref())),
+        Err(panicked) => panicked,
     };
     // SAFETY: `out_error` is null or writable, per the ABI.
     unsafe { write_out(out_error, message.into_bytes()) };
@@ -204,7 +243,7 @@ pub unsafe extern "C" fn check<P: Plugin>(
     ctx: *const WardenRunContext,
     out: *mut WardenBuf,
 ) -> i32 {
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
+    let outcome = guarded(|| {
         // SAFETY: the host passes a live context; a null one means no deadline
         // information, so fall back to a generous default.
         let run = match unsafe { ctx.as_ref() } {
@@ -219,14 +258,11 @@ pub unsafe extern "C" fn check<P: Plugin>(
         let plugin = unsafe { &mut *instance.cast::<P>() };
         let result = plugin.check(&run);
         serde_json::to_vec(&result).map_err(|e| format!("result is not serialisable: {e}"))
-    }));
+    });
     let (code, bytes) = match outcome {
         Ok(Ok(json)) => (WARDEN_OK, json),
         Ok(Err(message)) => (WARDEN_ERROR, message.into_bytes()),
-        Err(payload) => (
-            WARDEN_ERROR,
-            format!("panicked: {}", panic_message(payload.as_ref())).into_bytes(),
-        ),
+        Err(panicked) => (WARDEN_ERROR, panicked.into_bytes()),
     };
     // SAFETY: `out` is null or writable, per the ABI.
     unsafe { write_out(out, bytes) };
@@ -256,10 +292,10 @@ pub unsafe extern "C" fn destroy<P: Plugin>(instance: *mut c_void) {
         return;
     }
     // A panic in Drop must not unwind into the host; the value is gone either way.
-    let _ = catch_unwind(AssertUnwindSafe(|| {
+    let _ = guarded(|| {
         // SAFETY: per the contract above, this is the unique owner of the box.
         drop(unsafe { Box::from_raw(instance.cast::<P>()) });
-    }));
+    });
 }
 
 /// Exports a [`Plugin`] implementation as a Warden plugin library.

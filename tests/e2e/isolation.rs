@@ -270,7 +270,10 @@ fn the_child_gets_no_service_manager_variables_and_its_logs_reach_the_daemon_log
         (check, dir.write(&format!("{check}.script"), script))
     })
     .collect();
-    let panics = dir.write("panics.script", r#"{"status":"ok","panic":true}"#);
+    let panics = dir.write(
+        "panics.script",
+        r#"{"status":"ok","panic":true,"stderr":"printed before the panic"}"#,
+    );
     let mut checks: Vec<(&str, &str, &Path)> = scripts
         .iter()
         .map(|(name, path)| (*name, "process", path.as_path()))
@@ -307,15 +310,17 @@ fn the_child_gets_no_service_manager_variables_and_its_logs_reach_the_daemon_log
                 && field(l, "plugin") == Some("scripted")
         })
     });
-    // A panic is caught in the child (an error, not a crash) and its message,
-    // printed on the child's stderr, lands in the daemon log.
+    // A panic is caught in the child (an error, not a crash); what the
+    // plugin printed on the child's stderr lands in the daemon log.
     daemon.wait_until("the panic reported", WAIT, |d| {
-        d.get("/checks/panics").json()["message"] == "panicked: scripted panic"
+        d.get("/checks/panics").json()["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("panicked: scripted panic (at "))
     });
     assert!(
         log_lines(&daemon)
             .iter()
-            .any(|l| l.contains("scripted panic")
+            .any(|l| l.contains("printed before the panic")
                 && field(l, "check") == Some("panics")
                 && field(l, "stream") == Some("stderr")),
         "{}",

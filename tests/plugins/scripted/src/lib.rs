@@ -7,7 +7,8 @@
 //!   "metrics": [{"name": "x", "value": 1}]}`.
 //! `"crash": "segv" | "abort"` kills the process (for process isolation
 //! tests, never in-process); `"report_env": "NAME"` puts `NAME=value` (or
-//! `NAME unset`) in the message.
+//! `NAME unset`) in the message; `"stderr": "text"` prints the text on
+//! stderr.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,6 +46,8 @@ struct Script {
     crash: Option<Crash>,
     #[serde(default)]
     report_env: Option<String>,
+    #[serde(default)]
+    stderr: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -108,12 +111,16 @@ impl Plugin for Scripted {
                     metrics: Vec::new(),
                     crash: None,
                     report_env: None,
+                    stderr: None,
                 },
                 Err(e) => return CheckResult::unknown(format!("bad script: {e}")),
             }
         };
         if let Some(line) = &script.log {
             self.host.info(line);
+        }
+        if let Some(line) = &script.stderr {
+            eprintln!("{line}");
         }
         std::thread::sleep(Duration::from_millis(script.sleep_ms));
         if script.panic {
