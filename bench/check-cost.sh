@@ -103,7 +103,7 @@ idle=$(awk -v i="$redis_idle" -v r="$RUNS" -v s="$SECS" -v w="$wall" 'BEGIN { pr
 server=$(per_run "$((st - idle > 0 ? st - idle : 0))" "$RUNS")
 echo "| redis-cli ping ($RUNS runs) | $client | $server | $(awk -v a="$client" -v b="$server" 'BEGIN { printf "%.3f", a + b }') | $wall | $load |"
 # The daemon's own share: the same schedule running the noop test plugin,
-# which returns at once (scheduler, blocking-pool hand-off, recording).
+# which returns at once (scheduling, the call, recording).
 load=$(loadavg)
 read -r wt st n < <(warden_cost floor noop "" "$REDIS_PID" cpu_ticks)
 echo "| warden noop check, the daemon's floor ($n runs) | $(per_run "$wt" "$n") | - | $(per_run "$wt" "$n") | - | $load |"
