@@ -326,9 +326,7 @@ impl Shared {
             state.release_claim(thread);
             thread
         } else {
-            if state.free_threads() == 0 {
-                self.spawn_thread(state);
-            }
+            self.keep_one_free(state);
             return;
         };
         state.claim(thread, key);
@@ -380,7 +378,7 @@ impl Shared {
         true
     }
 
-    /// Keeps a thread free for other checks while this call runs.
+    /// Makes sure a thread is out of a call, to take the next run.
     fn keep_one_free(self: &Arc<Self>, state: &mut State) {
         if state.free_threads() == 0 {
             self.spawn_thread(state);
@@ -489,12 +487,8 @@ impl Shared {
             .call
             .take()
             .expect("a call outlives itself");
-        if call.abandoned {
-            // The watcher reported the timeout and put the check back.
-            self.drained.notify_waiters();
-            return state;
-        }
-        if state.stopping {
+        // Abandoned: the watcher reported the timeout and put the check back.
+        if call.abandoned || state.stopping {
             self.drained.notify_waiters();
             return state;
         }

@@ -37,24 +37,22 @@ pub enum Runner {
 impl Runner {
     /// Runs the check once; never takes much longer than `timeout`. Secrets
     /// in the result (a driver error quoting its connection string) are
-    /// redacted here, once, so every consumer sees the redacted text.
+    /// redacted once, so every consumer sees the redacted text: here, or for
+    /// an in-process call where the call is made, as the run pool makes it
+    /// too ([`InProcess::call`]).
     pub async fn run(&self, timeout: Duration) -> RunRecord {
-        redacted(self.run_raw(timeout).await)
-    }
-
-    async fn run_raw(&self, timeout: Duration) -> RunRecord {
         let started_at = SystemTime::now();
         let started = Instant::now();
         match self {
             Runner::InProcess(runner) => runner.run(timeout, started_at, started).await,
-            Runner::Process(runner) => runner.run(timeout, started_at, started).await,
-            Runner::Broken(message) => RunRecord::failed(
+            Runner::Process(runner) => redacted(runner.run(timeout, started_at, started).await),
+            Runner::Broken(message) => redacted(RunRecord::failed(
                 Outcome::Error,
                 Reason::Error,
                 message.clone(),
                 started_at,
                 started.elapsed(),
-            ),
+            )),
         }
     }
 }
